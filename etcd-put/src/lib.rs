@@ -1,0 +1,1 @@
+//! Validates and writes logagent's collect configuration into etcd.

@@ -1,0 +1,2 @@
+//! Placeholder until the component lands.
+fn main() {}

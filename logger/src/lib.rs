@@ -1,0 +1,1 @@
+//! Structured, leveled, asynchronous logging with console, file and Kafka outputs.

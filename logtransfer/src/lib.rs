@@ -1,0 +1,1 @@
+//! Consumes Kafka and indexes into Elasticsearch with batched _bulk requests.

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The README's test command: everything CI checks, in the order that fails fastest.
+#   scripts/test.sh            setup (idempotent), fmt, clippy, tests, compose validation
+# Exits non-zero on the first failing step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck disable=SC1091
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "setup (installs what is missing)"
+scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, all features, warnings are errors)"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "doc tests (before nextest, whose summary closes the run)"
+cargo test --workspace --all-features --locked --doc
+
+step "tests (nextest: one process per test, real servers on free loopback ports)"
+# Tests wait on servers more than on CPU, so a few more threads than cores pays off.
+cargo nextest run --workspace --all-features --locked --no-fail-fast \
+  --test-threads "${TEST_THREADS:-3}" --retries 0
+
+step "compose file"
+docker-compose -f compose/docker-compose.yml config -q
+
+step "all checks passed"

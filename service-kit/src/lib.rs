@@ -1,0 +1,35 @@
+//! What every pipeline binary shares, so that each `main.rs` stays a thin wiring layer:
+//!
+//! - [`config`]: one loader for INI (the `conf.ini` layout of the original Go tools), TOML and
+//!   environment overrides, with errors that name the file, the key and the reason.
+//! - [`shutdown`]: SIGINT/SIGTERM turned into one cancellation signal every task can wait on.
+//! - [`metrics`]: the Prometheus `/metrics` endpoint for a binary's own counters.
+//! - [`kafka`] and [`etcd`]: client settings that hold up against a broker or etcd outage.
+//! - [`host`]: host name, primary IP and `{ip}`/`{hostname}` key templates.
+
+pub mod config;
+pub mod etcd;
+pub mod host;
+pub mod kafka;
+pub mod metrics;
+pub mod shutdown;
+
+/// Splits a comma-separated list as the INI files write them (`"a, b,c"`), dropping empty items.
+pub fn split_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_list;
+
+    #[test]
+    fn split_list_trims_and_drops_empty_items() {
+        assert_eq!(split_list(" a, b,,c ,"), vec!["a", "b", "c"]);
+        assert!(split_list("  ").is_empty());
+    }
+}

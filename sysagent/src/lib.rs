@@ -1,0 +1,1 @@
+//! Host metrics to InfluxDB and a Prometheus /metrics endpoint.

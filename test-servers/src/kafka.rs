@@ -1,0 +1,226 @@
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tempfile::TempDir;
+
+use crate::error::HarnessError;
+use crate::process::{ServerProcess, find_binary, free_port, port_open};
+
+/// A real Kafka-protocol broker (tansu) on a free loopback port, with in-memory storage.
+///
+/// Memory storage means [`Kafka::restart`] comes back EMPTY (topics gone); for an outage that
+/// keeps data, [`Kafka::pause`] and [`Kafka::resume`] freeze and thaw the broker.
+pub struct Kafka {
+    process: ServerProcess,
+    port: u16,
+    _dir: TempDir,
+}
+
+/// Messages read back from a topic: the key and the payload.
+pub type KeyedMessage = (Option<Vec<u8>>, Vec<u8>);
+
+impl Kafka {
+    /// Starts the broker and waits until it accepts connections; panics with its log otherwise.
+    pub fn start() -> Kafka {
+        Self::try_start().unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Starts the broker; an error carries its log.
+    pub fn try_start() -> Result<Kafka, HarnessError> {
+        let binary = find_binary("Kafka broker (tansu)", "tansu")?;
+        let dir = tempfile::Builder::new()
+            .prefix("test-kafka-")
+            .tempdir()
+            .map_err(HarnessError::io("create kafka temp dir"))?;
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let args = vec![
+            "broker".into(),
+            "--listener-url".into(),
+            url.clone(),
+            "--advertised-listener-url".into(),
+            url,
+            "--storage-engine".into(),
+            "memory://tansu/".into(),
+        ];
+        let process = ServerProcess::spawn(
+            "Kafka broker (tansu)",
+            binary,
+            args,
+            dir.path().join("tansu.log"),
+        )?;
+        let mut kafka = Kafka {
+            process,
+            port,
+            _dir: dir,
+        };
+        kafka.wait_ready()?;
+        Ok(kafka)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), HarnessError> {
+        let port = self.port;
+        self.process
+            .wait_ready(Duration::from_secs(20), || port_open(port))
+    }
+
+    /// The bootstrap list for clients, `127.0.0.1:PORT`.
+    pub fn bootstrap_servers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Creates `topic` with `partitions` partitions (the broker would auto-create with 4).
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        if let Err(error) = self.try_create_topic(topic, partitions) {
+            panic!("{error}");
+        }
+    }
+
+    /// Creates `topic`; an error says why.
+    pub fn try_create_topic(&self, topic: &str, partitions: i32) -> Result<(), HarnessError> {
+        let bootstrap = self.bootstrap_servers();
+        let topic = topic.to_owned();
+        // The admin future is driven by librdkafka's own thread; a private runtime on a private
+        // thread lets this work from plain tests and from inside a tokio test alike.
+        let outcome = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                    .set("bootstrap.servers", &bootstrap)
+                    .create()
+                    .map_err(|e| e.to_string())?;
+                let new_topic = NewTopic::new(&topic, partitions, TopicReplication::Fixed(1));
+                let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+                let results = admin
+                    .create_topics([&new_topic], &options)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for result in results {
+                    result.map_err(|(name, code)| format!("topic {name}: {code}"))?;
+                }
+                Ok(())
+            })
+        })
+        .join()
+        .map_err(|_| "admin thread panicked".to_owned())
+        .and_then(|result| result);
+        outcome.map_err(|what| HarnessError::Request {
+            server: "Kafka broker (tansu)",
+            what: format!("create topic: {what}"),
+        })
+    }
+
+    /// Reads `topic` from the beginning of every partition until `expected` messages arrived
+    /// or `timeout` passed, and returns what arrived (in partition order, then offset order).
+    ///
+    /// Partitions are assigned directly, without a consumer group, so no group join wait.
+    pub fn consume_all(
+        &self,
+        topic: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> Vec<KeyedMessage> {
+        let consumer: BaseConsumer = match ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .set("group.id", "test-servers-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+        {
+            Ok(consumer) => consumer,
+            Err(error) => panic!("cannot create a consumer for {topic}: {error}"),
+        };
+        let deadline = Instant::now() + timeout;
+        let partitions = loop {
+            match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+                Ok(metadata) => {
+                    let count = metadata
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == topic)
+                        .map(|t| t.partitions().len())
+                        .unwrap_or(0);
+                    if count > 0 {
+                        break count;
+                    }
+                }
+                Err(error) if Instant::now() >= deadline => {
+                    panic!("no metadata for topic {topic}: {error}")
+                }
+                Err(_) => {}
+            }
+            if Instant::now() >= deadline {
+                return Vec::new();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions as i32 {
+            if let Err(error) = assignment.add_partition_offset(topic, partition, Offset::Beginning)
+            {
+                panic!("cannot assign {topic}/{partition}: {error}");
+            }
+        }
+        if let Err(error) = consumer.assign(&assignment) {
+            panic!("cannot assign {topic}: {error}");
+        }
+        let mut by_partition: Vec<Vec<(i64, KeyedMessage)>> = vec![Vec::new(); partitions];
+        let mut received = 0;
+        while received < expected && Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                let partition = message.partition() as usize;
+                if partition < by_partition.len() {
+                    by_partition[partition].push((
+                        message.offset(),
+                        (
+                            message.key().map(<[u8]>::to_vec),
+                            message.payload().unwrap_or_default().to_vec(),
+                        ),
+                    ));
+                    received += 1;
+                }
+            }
+        }
+        by_partition
+            .into_iter()
+            .flat_map(|mut messages| {
+                messages.sort_by_key(|(offset, _)| *offset);
+                messages.into_iter().map(|(_, message)| message)
+            })
+            .collect()
+    }
+
+    /// Freezes the broker (SIGSTOP): clients see an unresponsive broker, no data is lost.
+    pub fn pause(&self) {
+        self.process.signal(libc::SIGSTOP);
+    }
+
+    /// Thaws a paused broker (SIGCONT).
+    pub fn resume(&self) {
+        self.process.signal(libc::SIGCONT);
+    }
+
+    /// Stops the broker (SIGTERM, waits for the exit so the port can be reused).
+    pub fn stop(&mut self) {
+        self.process.stop(Duration::from_secs(10));
+    }
+
+    /// Kills the broker at once.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts the broker again on the same port. It comes back EMPTY (memory storage).
+    pub fn restart(&mut self) {
+        let result = self.process.relaunch().and_then(|()| self.wait_ready());
+        if let Err(error) = result {
+            panic!("{error}");
+        }
+    }
+}

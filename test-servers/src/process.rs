@@ -1,0 +1,239 @@
+//! Starting a server process, waiting for it, and stopping it.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::HarnessError;
+
+/// A free TCP port on 127.0.0.1 at the time of the call.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|error| panic!("no free loopback port: {error}"))
+}
+
+/// Finds `binary` on PATH, or says to run scripts/setup.sh.
+pub(crate) fn find_binary(server: &'static str, binary: &str) -> Result<PathBuf, HarnessError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(binary))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| HarnessError::MissingBinary {
+            server,
+            binary: binary.to_owned(),
+        })
+}
+
+/// A running server process whose output goes to a log file; killed on drop.
+pub(crate) struct ServerProcess {
+    pub(crate) server: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
+    log_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl ServerProcess {
+    /// Starts `program args`, appending stdout and stderr to `log_path`.
+    pub(crate) fn spawn(
+        server: &'static str,
+        program: PathBuf,
+        args: Vec<String>,
+        log_path: PathBuf,
+    ) -> Result<Self, HarnessError> {
+        let mut process = ServerProcess {
+            server,
+            program,
+            args,
+            log_path,
+            child: None,
+        };
+        process.launch()?;
+        Ok(process)
+    }
+
+    fn launch(&mut self) -> Result<(), HarnessError> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .map_err(HarnessError::io(format!(
+                "open {}",
+                self.log_path.display()
+            )))?;
+        let log_err = log
+            .try_clone()
+            .map_err(HarnessError::io("duplicate log handle"))?;
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        // SAFETY: prctl is async-signal-safe; it makes the server die with its starting thread,
+        // so a killed test run leaves no servers behind.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(HarnessError::io(format!(
+            "start {} ({})",
+            self.server,
+            self.program.display()
+        )))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The OS process id, while running.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Polls `ready` until it holds; fails with the log tail if the process exits or
+    /// `timeout` passes first.
+    pub(crate) fn wait_ready(
+        &mut self,
+        timeout: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(self.not_ready(format!("exited early with {status}")));
+            }
+            if ready() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.not_ready(format!("not ready after {timeout:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub(crate) fn not_ready(&self, reason: String) -> HarnessError {
+        HarnessError::NotReady {
+            server: self.server,
+            reason,
+            log: self.log_path.clone(),
+            log_tail: tail(&self.log_path, 40),
+        }
+    }
+
+    /// Sends `signal` to the process (SIGSTOP/SIGCONT to freeze and thaw it).
+    pub(crate) fn signal(&self, signal: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(pid as libc::pid_t, signal) };
+        }
+    }
+
+    /// Stops the process: SIGTERM, then SIGKILL after `grace`; waits for the exit so the port
+    /// can be reused.
+    pub(crate) fn stop(&mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // A frozen process cannot handle SIGTERM.
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGCONT);
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Kills the process at once, as `kill -9` would.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the same command again (same ports, same data dir).
+    pub(crate) fn relaunch(&mut self) -> Result<(), HarnessError> {
+        self.kill();
+        self.launch()
+    }
+
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The last `lines` lines of a file, or a note that it could not be read.
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(error) => format!("(log unreadable: {error})"),
+    }
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+pub(crate) fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_binary_names_the_setup_script() {
+        let error = find_binary("Example server", "no-such-server-binary-xyz").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("scripts/setup.sh"), "{text}");
+        assert!(text.contains("no-such-server-binary-xyz"), "{text}");
+    }
+
+    #[test]
+    fn a_server_that_exits_at_once_fails_with_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut process = ServerProcess::spawn(
+            "shell",
+            PathBuf::from("/bin/sh"),
+            vec!["-c".into(), "echo boom-from-server; exit 3".into()],
+            dir.path().join("sh.log"),
+        )
+        .unwrap();
+        let error = process
+            .wait_ready(Duration::from_secs(10), || false)
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("exited early"), "{text}");
+        assert!(text.contains("boom-from-server"), "{text}");
+    }
+}
