@@ -5,7 +5,7 @@ use tempfile::TempDir;
 
 use crate::error::HarnessError;
 use crate::http::http_request;
-use crate::process::{ServerProcess, find_binary, free_port};
+use crate::process::{Launch, ServerProcess, free_port, http_probe, launch, scratch_dir};
 
 /// A real Elasticsearch-API server (osmem-server, in memory) on a free loopback port.
 ///
@@ -25,39 +25,24 @@ impl Elasticsearch {
 
     /// Starts the server; an error carries its log.
     pub fn try_start() -> Result<Elasticsearch, HarnessError> {
-        let binary = find_binary("Elasticsearch API (osmem-server)", "osmem-server")?;
-        let dir = tempfile::Builder::new()
-            .prefix("test-es-")
-            .tempdir()
-            .map_err(HarnessError::io("create elasticsearch temp dir"))?;
+        let dir = scratch_dir("elasticsearch")?;
         let port = free_port();
-        let args = vec![
-            "-addr".into(),
-            format!("127.0.0.1:{port}"),
-            "-no-stdin-watch".into(),
-            "-no-ja".into(),
-        ];
-        let process = ServerProcess::spawn(
-            "Elasticsearch API (osmem-server)",
-            binary,
-            args,
-            dir.path().join("osmem.log"),
-        )?;
-        let mut es = Elasticsearch {
+        let address = format!("127.0.0.1:{port}");
+        let process = launch(Launch {
+            server: "Elasticsearch API (osmem-server)",
+            binary: "osmem-server",
+            args: ["-addr", &address, "-no-stdin-watch", "-no-ja"]
+                .iter()
+                .map(|arg| arg.to_string())
+                .collect(),
+            log_path: dir.path().join("osmem.log"),
+            ready_timeout: Duration::from_secs(20),
+            ready: http_probe(format!("http://{address}/"), |r| r.status == 200),
+        })?;
+        Ok(Elasticsearch {
             process,
             port,
             _dir: dir,
-        };
-        es.wait_ready()?;
-        Ok(es)
-    }
-
-    fn wait_ready(&mut self) -> Result<(), HarnessError> {
-        let url = self.url();
-        self.process.wait_ready(Duration::from_secs(20), || {
-            http_request("GET", &url, None, b"")
-                .map(|response| response.status == 200)
-                .unwrap_or(false)
         })
     }
 
@@ -124,10 +109,7 @@ impl Elasticsearch {
 
     /// Starts the server again on the same port. It comes back EMPTY (memory storage).
     pub fn restart(&mut self) {
-        let result = self.process.relaunch().and_then(|()| self.wait_ready());
-        if let Err(error) = result {
-            panic!("{error}");
-        }
+        self.process.restart();
     }
 
     /// The server's log so far (for assertion messages).

@@ -3,8 +3,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::error::HarnessError;
-use crate::http::http_request;
-use crate::process::{ServerProcess, find_binary, free_port};
+use crate::process::{Launch, ServerProcess, free_port, http_probe, launch, scratch_dir};
 
 /// A real etcd 3.4 on free loopback ports with its own data dir.
 pub struct Etcd {
@@ -21,51 +20,46 @@ impl Etcd {
 
     /// Starts etcd; an error carries its log.
     pub fn try_start() -> Result<Etcd, HarnessError> {
-        let binary = find_binary("etcd", "etcd")?;
-        let dir = tempfile::Builder::new()
-            .prefix("test-etcd-")
-            .tempdir()
-            .map_err(HarnessError::io("create etcd temp dir"))?;
+        let dir = scratch_dir("etcd")?;
         let client_port = free_port();
         let peer_port = free_port();
         let client = format!("http://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
-        let args = vec![
-            "--name".into(),
-            "default".into(),
-            "--data-dir".into(),
-            dir.path().join("data").display().to_string(),
-            "--listen-client-urls".into(),
-            client.clone(),
-            "--advertise-client-urls".into(),
-            client,
-            "--listen-peer-urls".into(),
-            peer.clone(),
-            "--initial-advertise-peer-urls".into(),
-            peer.clone(),
-            "--initial-cluster".into(),
-            format!("default={peer}"),
-            "--log-level".into(),
-            "warn".into(),
-            "--logger".into(),
-            "zap".into(),
+        let data_dir = dir.path().join("data").display().to_string();
+        let args = [
+            "--name",
+            "default",
+            "--data-dir",
+            &data_dir,
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &format!("default={peer}"),
+            "--log-level",
+            "warn",
+            "--logger",
+            "zap",
         ];
-        let process = ServerProcess::spawn("etcd", binary, args, dir.path().join("etcd.log"))?;
-        let mut etcd = Etcd {
+        let process = launch(Launch {
+            server: "etcd",
+            binary: "etcd",
+            args: args.iter().map(|arg| arg.to_string()).collect(),
+            log_path: dir.path().join("etcd.log"),
+            ready_timeout: Duration::from_secs(20),
+            ready: http_probe(format!("{client}/health"), |r| {
+                r.status == 200 && r.body.contains("true")
+            }),
+        })?;
+        Ok(Etcd {
             process,
             client_port,
             _dir: dir,
-        };
-        etcd.wait_ready()?;
-        Ok(etcd)
-    }
-
-    fn wait_ready(&mut self) -> Result<(), HarnessError> {
-        let url = format!("{}/health", self.endpoint());
-        self.process.wait_ready(Duration::from_secs(20), || {
-            http_request("GET", &url, None, b"")
-                .map(|response| response.status == 200 && response.body.contains("true"))
-                .unwrap_or(false)
         })
     }
 
@@ -86,10 +80,7 @@ impl Etcd {
 
     /// Starts etcd again on the same ports with the same data, and waits until it is ready.
     pub fn restart(&mut self) {
-        let result = self.process.relaunch().and_then(|()| self.wait_ready());
-        if let Err(error) = result {
-            panic!("{error}");
-        }
+        self.process.restart();
     }
 
     /// Freezes etcd (SIGSTOP): connections stay open but nothing answers.

@@ -4,7 +4,7 @@ use tempfile::TempDir;
 
 use crate::error::HarnessError;
 use crate::http::{encode_query, http_request};
-use crate::process::{ServerProcess, find_binary, free_port};
+use crate::process::{Launch, ServerProcess, free_port, http_probe, launch, scratch_dir};
 
 /// A real InfluxDB 1.6 on free loopback ports with its own data dirs.
 pub struct Influx {
@@ -21,11 +21,7 @@ impl Influx {
 
     /// Starts InfluxDB; an error carries its log.
     pub fn try_start() -> Result<Influx, HarnessError> {
-        let binary = find_binary("InfluxDB", "influxd")?;
-        let dir = tempfile::Builder::new()
-            .prefix("test-influx-")
-            .tempdir()
-            .map_err(HarnessError::io("create influx temp dir"))?;
+        let dir = scratch_dir("influx")?;
         let http_port = free_port();
         let rpc_port = free_port();
         let root = dir.path();
@@ -56,23 +52,20 @@ bind-address = "127.0.0.1:{rpc_port}"
         );
         let config_path = root.join("influxdb.conf");
         std::fs::write(&config_path, config).map_err(HarnessError::io("write influxdb.conf"))?;
-        let args = vec!["-config".into(), config_path.display().to_string()];
-        let process = ServerProcess::spawn("InfluxDB", binary, args, root.join("influxd.log"))?;
-        let mut influx = Influx {
+        let process = launch(Launch {
+            server: "InfluxDB",
+            binary: "influxd",
+            args: vec!["-config".into(), config_path.display().to_string()],
+            log_path: root.join("influxd.log"),
+            ready_timeout: Duration::from_secs(30),
+            ready: http_probe(format!("http://127.0.0.1:{http_port}/ping"), |r| {
+                r.status == 204
+            }),
+        })?;
+        Ok(Influx {
             process,
             http_port,
             _dir: dir,
-        };
-        influx.wait_ready()?;
-        Ok(influx)
-    }
-
-    fn wait_ready(&mut self) -> Result<(), HarnessError> {
-        let url = format!("{}/ping", self.url());
-        self.process.wait_ready(Duration::from_secs(30), || {
-            http_request("GET", &url, None, b"")
-                .map(|response| response.status == 204)
-                .unwrap_or(false)
         })
     }
 
@@ -106,9 +99,6 @@ bind-address = "127.0.0.1:{rpc_port}"
 
     /// Starts InfluxDB again on the same ports with the same data.
     pub fn restart(&mut self) {
-        let result = self.process.relaunch().and_then(|()| self.wait_ready());
-        if let Err(error) = result {
-            panic!("{error}");
-        }
+        self.process.restart();
     }
 }

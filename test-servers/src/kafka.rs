@@ -8,7 +8,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tempfile::TempDir;
 
 use crate::error::HarnessError;
-use crate::process::{ServerProcess, find_binary, free_port, port_open};
+use crate::process::{Launch, ServerProcess, free_port, launch, scratch_dir, tcp_probe};
 
 /// A real Kafka-protocol broker (tansu) on a free loopback port, with in-memory storage.
 ///
@@ -31,41 +31,31 @@ impl Kafka {
 
     /// Starts the broker; an error carries its log.
     pub fn try_start() -> Result<Kafka, HarnessError> {
-        let binary = find_binary("Kafka broker (tansu)", "tansu")?;
-        let dir = tempfile::Builder::new()
-            .prefix("test-kafka-")
-            .tempdir()
-            .map_err(HarnessError::io("create kafka temp dir"))?;
+        let dir = scratch_dir("kafka")?;
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let args = vec![
-            "broker".into(),
-            "--listener-url".into(),
-            url.clone(),
-            "--advertised-listener-url".into(),
-            url,
-            "--storage-engine".into(),
-            "memory://tansu/".into(),
+        let args = [
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
         ];
-        let process = ServerProcess::spawn(
-            "Kafka broker (tansu)",
-            binary,
-            args,
-            dir.path().join("tansu.log"),
-        )?;
-        let mut kafka = Kafka {
+        let process = launch(Launch {
+            server: "Kafka broker (tansu)",
+            binary: "tansu",
+            args: args.iter().map(|arg| arg.to_string()).collect(),
+            log_path: dir.path().join("tansu.log"),
+            ready_timeout: Duration::from_secs(20),
+            ready: tcp_probe(port),
+        })?;
+        Ok(Kafka {
             process,
             port,
             _dir: dir,
-        };
-        kafka.wait_ready()?;
-        Ok(kafka)
-    }
-
-    fn wait_ready(&mut self) -> Result<(), HarnessError> {
-        let port = self.port;
-        self.process
-            .wait_ready(Duration::from_secs(20), || port_open(port))
+        })
     }
 
     /// The bootstrap list for clients, `127.0.0.1:PORT`.
@@ -218,9 +208,6 @@ impl Kafka {
 
     /// Starts the broker again on the same port. It comes back EMPTY (memory storage).
     pub fn restart(&mut self) {
-        let result = self.process.relaunch().and_then(|()| self.wait_ready());
-        if let Err(error) = result {
-            panic!("{error}");
-        }
+        self.process.restart();
     }
 }

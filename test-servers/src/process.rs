@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tempfile::TempDir;
+
 use crate::error::HarnessError;
+use crate::http::{HttpResponse, http_request};
 
 /// A free TCP port on 127.0.0.1 at the time of the call.
 pub fn free_port() -> u16 {
@@ -28,6 +31,47 @@ pub(crate) fn find_binary(server: &'static str, binary: &str) -> Result<PathBuf,
         })
 }
 
+/// A readiness probe: true once the server answers.
+pub(crate) type Probe = Box<dyn FnMut() -> bool + Send>;
+
+/// A probe that holds when `GET url` answers and `accept` likes the answer.
+pub(crate) fn http_probe(url: String, accept: fn(&HttpResponse) -> bool) -> Probe {
+    Box::new(move || {
+        http_request("GET", &url, None, b"")
+            .map(|response| accept(&response))
+            .unwrap_or(false)
+    })
+}
+
+/// A probe that holds when something accepts TCP connections on `port`.
+pub(crate) fn tcp_probe(port: u16) -> Probe {
+    Box::new(move || port_open(port))
+}
+
+/// A temporary directory for one server's data and log, removed on drop.
+pub(crate) fn scratch_dir(server: &str) -> Result<TempDir, HarnessError> {
+    tempfile::Builder::new()
+        .prefix(&format!("test-{server}-"))
+        .tempdir()
+        .map_err(HarnessError::io(format!("create a temp dir for {server}")))
+}
+
+/// How to start one server and how to tell that it is ready.
+pub(crate) struct Launch {
+    /// The server's name in messages.
+    pub(crate) server: &'static str,
+    /// The program looked up on PATH.
+    pub(crate) binary: &'static str,
+    /// Its arguments.
+    pub(crate) args: Vec<String>,
+    /// Where its stdout and stderr go.
+    pub(crate) log_path: PathBuf,
+    /// How long it may take to become ready.
+    pub(crate) ready_timeout: Duration,
+    /// What "ready" means.
+    pub(crate) ready: Probe,
+}
+
 /// A running server process whose output goes to a log file; killed on drop.
 pub(crate) struct ServerProcess {
     pub(crate) server: &'static str,
@@ -35,27 +79,28 @@ pub(crate) struct ServerProcess {
     args: Vec<String>,
     log_path: PathBuf,
     child: Option<Child>,
+    ready: Probe,
+    ready_timeout: Duration,
+}
+
+/// Finds the binary, starts it and waits until it is ready.
+pub(crate) fn launch(launch: Launch) -> Result<ServerProcess, HarnessError> {
+    let program = find_binary(launch.server, launch.binary)?;
+    let mut process = ServerProcess {
+        server: launch.server,
+        program,
+        args: launch.args,
+        log_path: launch.log_path,
+        child: None,
+        ready: launch.ready,
+        ready_timeout: launch.ready_timeout,
+    };
+    process.launch()?;
+    process.wait_until_ready()?;
+    Ok(process)
 }
 
 impl ServerProcess {
-    /// Starts `program args`, appending stdout and stderr to `log_path`.
-    pub(crate) fn spawn(
-        server: &'static str,
-        program: PathBuf,
-        args: Vec<String>,
-        log_path: PathBuf,
-    ) -> Result<Self, HarnessError> {
-        let mut process = ServerProcess {
-            server,
-            program,
-            args,
-            log_path,
-            child: None,
-        };
-        process.launch()?;
-        Ok(process)
-    }
-
     fn launch(&mut self) -> Result<(), HarnessError> {
         let log = File::options()
             .create(true)
@@ -96,13 +141,10 @@ impl ServerProcess {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Polls `ready` until it holds; fails with the log tail if the process exits or
-    /// `timeout` passes first.
-    pub(crate) fn wait_ready(
-        &mut self,
-        timeout: Duration,
-        mut ready: impl FnMut() -> bool,
-    ) -> Result<(), HarnessError> {
+    /// Polls the readiness probe until it holds; fails with the log tail if the process
+    /// exits or the timeout passes first.
+    pub(crate) fn wait_until_ready(&mut self) -> Result<(), HarnessError> {
+        let timeout = self.ready_timeout;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(child) = self.child.as_mut()
@@ -111,7 +153,7 @@ impl ServerProcess {
                 self.child = None;
                 return Err(self.not_ready(format!("exited early with {status}")));
             }
-            if ready() {
+            if (self.ready)() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -169,10 +211,13 @@ impl ServerProcess {
         }
     }
 
-    /// Starts the same command again (same ports, same data dir).
-    pub(crate) fn relaunch(&mut self) -> Result<(), HarnessError> {
+    /// Starts the same command again (same ports, same data dir) and waits until it is
+    /// ready; panics with the log when it does not come back.
+    pub(crate) fn restart(&mut self) {
         self.kill();
-        self.launch()
+        if let Err(error) = self.launch().and_then(|()| self.wait_until_ready()) {
+            panic!("{error}");
+        }
     }
 
     pub(crate) fn log_path(&self) -> &Path {
@@ -222,16 +267,16 @@ mod tests {
     #[test]
     fn a_server_that_exits_at_once_fails_with_its_log() {
         let dir = tempfile::tempdir().unwrap();
-        let mut process = ServerProcess::spawn(
-            "shell",
-            PathBuf::from("/bin/sh"),
-            vec!["-c".into(), "echo boom-from-server; exit 3".into()],
-            dir.path().join("sh.log"),
-        )
-        .unwrap();
-        let error = process
-            .wait_ready(Duration::from_secs(10), || false)
-            .unwrap_err();
+        let Err(error) = launch(Launch {
+            server: "shell",
+            binary: "sh",
+            args: vec!["-c".into(), "echo boom-from-server; exit 3".into()],
+            log_path: dir.path().join("sh.log"),
+            ready_timeout: Duration::from_secs(10),
+            ready: Box::new(|| false),
+        }) else {
+            panic!("a server that exits cannot be ready");
+        };
         let text = error.to_string();
         assert!(text.contains("exited early"), "{text}");
         assert!(text.contains("boom-from-server"), "{text}");

@@ -4,7 +4,7 @@ use tempfile::TempDir;
 
 use crate::error::HarnessError;
 use crate::http::{encode_query, http_request};
-use crate::process::{ServerProcess, find_binary, free_port};
+use crate::process::{Launch, ServerProcess, free_port, http_probe, launch, scratch_dir};
 
 /// A real Prometheus 2.x on a free loopback port, scraping the given targets every second.
 pub struct Prometheus {
@@ -22,11 +22,7 @@ impl Prometheus {
 
     /// Starts Prometheus; an error carries its log.
     pub fn try_start(targets: &[&str]) -> Result<Prometheus, HarnessError> {
-        let binary = find_binary("Prometheus", "prometheus")?;
-        let dir = tempfile::Builder::new()
-            .prefix("test-prometheus-")
-            .tempdir()
-            .map_err(HarnessError::io("create prometheus temp dir"))?;
+        let dir = scratch_dir("prometheus")?;
         let port = free_port();
         let target_list = targets
             .iter()
@@ -44,24 +40,21 @@ impl Prometheus {
             format!("--web.listen-address=127.0.0.1:{port}"),
             "--log.level=warn".into(),
         ];
-        let process = ServerProcess::spawn(
-            "Prometheus",
-            binary,
+        let process = launch(Launch {
+            server: "Prometheus",
+            binary: "prometheus",
             args,
-            dir.path().join("prometheus.log"),
-        )?;
-        let mut prometheus = Prometheus {
+            log_path: dir.path().join("prometheus.log"),
+            ready_timeout: Duration::from_secs(30),
+            ready: http_probe(format!("http://127.0.0.1:{port}/-/ready"), |r| {
+                r.status == 200
+            }),
+        })?;
+        Ok(Prometheus {
             process,
             port,
             _dir: dir,
-        };
-        let url = format!("{}/-/ready", prometheus.url());
-        prometheus.process.wait_ready(Duration::from_secs(30), || {
-            http_request("GET", &url, None, b"")
-                .map(|response| response.status == 200)
-                .unwrap_or(false)
-        })?;
-        Ok(prometheus)
+        })
     }
 
     /// The base URL, `http://127.0.0.1:PORT`.
@@ -89,5 +82,15 @@ impl Prometheus {
             Ok(response) => response.json()["data"]["activeTargets"].clone(),
             Err(error) => panic!("targets failed: {error}"),
         }
+    }
+
+    /// Stops Prometheus; its data stays for [`Prometheus::restart`].
+    pub fn stop(&mut self) {
+        self.process.stop(Duration::from_secs(10));
+    }
+
+    /// Starts Prometheus again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.process.restart();
     }
 }
