@@ -1,1 +1,129 @@
 //! Structured, leveled, asynchronous logging with console, file and Kafka outputs.
+//!
+//! ```no_run
+//! let _guard = logger::Builder::new()
+//!     .level("info,my_app::db=debug")
+//!     .output("app", logger::OutputConfig::file("app.log").json().max_size(100_000_000))
+//!     .init()
+//!     .expect("logger config");
+//! logger::info!("user {} logged in from {}", 42, "10.0.0.1");
+//! logger::warn!(user = 42, ms = 1200; "slow login");
+//! log::info!("the `log` facade works too");
+//! ```
+//!
+//! The hot path (macro -> [`Record`] -> queue) lives in `core`; formats (`format`) and
+//! outputs (`outputs`) only see records on the writer side, so adding an output never
+//! touches the hot path. A disabled call costs one relaxed atomic load.
+
+#![warn(missing_docs)]
+
+mod builder;
+mod clock;
+pub mod config;
+mod core;
+mod facade;
+pub mod filter;
+pub mod format;
+pub mod level;
+pub mod outputs;
+mod queue;
+pub mod record;
+pub mod rotation;
+#[cfg(feature = "tracing")]
+pub mod tracing_layer;
+
+pub use crate::builder::{Builder, KafkaErrorCallback, init_from_file};
+pub use crate::config::{ConfigError, ConfigFormat, LoggerConfig, Mode, OutputConfig, OutputKind};
+pub use crate::core::{Handle, LoggerGuard, Overflow, Stats, handle};
+pub use crate::filter::LevelSpec;
+pub use crate::format::{Format, FormatCtx, TimeZoneKind};
+pub use crate::level::{Level, LevelFilter};
+pub use crate::outputs::Output;
+pub use crate::record::{Message, Origin, OtherOrigin, Record, ToValue, Value, display};
+
+/// Items the macros use; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::core::{Callsite, level_enabled, log_callsite, type_name_of};
+}
+
+/// Logs at a given [`Level`]: `logger::log!(logger::Level::Info, "x = {}", x)`,
+/// with fields: `logger::log!(logger::Level::Info, user = 42, "ip" = ip; "login")`.
+#[macro_export]
+macro_rules! log {
+    ($lvl:expr, $($key:tt = $value:expr),+ ; $($arg:tt)+) => {{
+        const __LOGGER_LVL: $crate::Level = $lvl;
+        if $crate::__private::level_enabled(__LOGGER_LVL) {
+            fn __logger_fn() -> &'static str {
+                $crate::__private::type_name_of(__logger_fn)
+            }
+            static __LOGGER_CS: $crate::__private::Callsite = $crate::__private::Callsite::new(
+                __LOGGER_LVL,
+                ::core::module_path!(),
+                ::core::file!(),
+                ::core::line!(),
+                __logger_fn,
+            );
+            if __LOGGER_CS.enabled() {
+                $crate::__private::log_callsite(
+                    &__LOGGER_CS,
+                    ::core::format_args!($($arg)+),
+                    &[$(($crate::__logger_key!($key), &$value as &dyn $crate::ToValue)),+],
+                );
+            }
+        }
+    }};
+    ($lvl:expr, $($arg:tt)+) => {{
+        const __LOGGER_LVL: $crate::Level = $lvl;
+        if $crate::__private::level_enabled(__LOGGER_LVL) {
+            fn __logger_fn() -> &'static str {
+                $crate::__private::type_name_of(__logger_fn)
+            }
+            static __LOGGER_CS: $crate::__private::Callsite = $crate::__private::Callsite::new(
+                __LOGGER_LVL,
+                ::core::module_path!(),
+                ::core::file!(),
+                ::core::line!(),
+                __logger_fn,
+            );
+            if __LOGGER_CS.enabled() {
+                $crate::__private::log_callsite(
+                    &__LOGGER_CS,
+                    ::core::format_args!($($arg)+),
+                    &[],
+                );
+            }
+        }
+    }};
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __logger_key {
+    ($k:ident) => {
+        ::core::stringify!($k)
+    };
+    ($k:literal) => {
+        $k
+    };
+}
+
+/// Logs at trace level (see [`log!`] for fields).
+#[macro_export]
+macro_rules! trace { ($($t:tt)+) => { $crate::log!($crate::Level::Trace, $($t)+) }; }
+/// Logs at debug level (see [`log!`] for fields).
+#[macro_export]
+macro_rules! debug { ($($t:tt)+) => { $crate::log!($crate::Level::Debug, $($t)+) }; }
+/// Logs at info level (see [`log!`] for fields).
+#[macro_export]
+macro_rules! info { ($($t:tt)+) => { $crate::log!($crate::Level::Info, $($t)+) }; }
+/// Logs at warn level (see [`log!`] for fields).
+#[macro_export]
+macro_rules! warn { ($($t:tt)+) => { $crate::log!($crate::Level::Warn, $($t)+) }; }
+/// Logs at error level (see [`log!`] for fields).
+#[macro_export]
+macro_rules! error { ($($t:tt)+) => { $crate::log!($crate::Level::Error, $($t)+) }; }
+/// Logs at fatal level, then flushes every output before returning; exits the process
+/// only if `exit_on_fatal` is set (default: it returns).
+#[macro_export]
+macro_rules! fatal { ($($t:tt)+) => { $crate::log!($crate::Level::Fatal, $($t)+) }; }

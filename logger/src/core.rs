@@ -1,0 +1,913 @@
+//! The hot path (call site -> record -> queue) and the writer side (queue -> format ->
+//! outputs). Only this module knows both; formats and outputs never see the queue.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::thread::{JoinHandle, Thread, ThreadId};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Mutex, RwLock};
+
+use crate::filter::LevelSpec;
+use crate::format::{Format, FormatCtx};
+use crate::level::{Level, LevelFilter};
+use crate::outputs::Output;
+use crate::queue::{Consumer, Producer};
+use crate::record::{Origin, OtherOrigin, Record, ToValue};
+
+/// Least level that can pass anywhere (`LevelFilter::as_u8`); 6 = off. This is the one
+/// atomic load a disabled call pays.
+pub(crate) static MIN_LEVEL: AtomicU8 = AtomicU8::new(6);
+/// Bumped on every filter change; call sites cache their answer against it.
+pub(crate) static GENERATION: AtomicU32 = AtomicU32::new(1);
+/// The installed logger. Never freed: a caller that loaded the pointer just before a
+/// shutdown may still use it, so retired cores are leaked (one per `init`).
+static CORE: AtomicPtr<Core> = AtomicPtr::new(std::ptr::null_mut());
+
+/// What to do when the queue to the writer thread is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overflow {
+    /// Wait for room: nothing is lost, a flood slows the caller down.
+    #[default]
+    Block,
+    /// Drop the record and count it ([`Stats::dropped`]).
+    Drop,
+}
+
+/// Counters, readable through [`Handle::stats`].
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub(crate) dropped: AtomicU64,
+    pub(crate) write_errors: AtomicU64,
+    pub(crate) written: AtomicU64,
+    pub(crate) kafka_delivered: AtomicU64,
+    pub(crate) kafka_delivery_errors: AtomicU64,
+    pub(crate) kafka_dropped: AtomicU64,
+    pub(crate) kafka_spilled: AtomicU64,
+}
+
+/// A snapshot of the counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records dropped because the queue was full (drop mode).
+    pub dropped: u64,
+    /// Writes that failed in an output (each is also reported to stderr, once per output
+    /// until it recovers).
+    pub write_errors: u64,
+    /// Records handed to the outputs by the writer.
+    pub written: u64,
+    /// Kafka messages the broker acknowledged.
+    pub kafka_delivered: u64,
+    /// Kafka messages that failed for good (after librdkafka's retries).
+    pub kafka_delivery_errors: u64,
+    /// Kafka records dropped because the producer buffer was full (drop policy).
+    pub kafka_dropped: u64,
+    /// Kafka records written to the fallback file instead (spill policy).
+    pub kafka_spilled: u64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> Stats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            dropped: l(&self.dropped),
+            write_errors: l(&self.write_errors),
+            written: l(&self.written),
+            kafka_delivered: l(&self.kafka_delivered),
+            kafka_delivery_errors: l(&self.kafka_delivery_errors),
+            kafka_dropped: l(&self.kafka_dropped),
+            kafka_spilled: l(&self.kafka_spilled),
+        }
+    }
+}
+
+/// One output with its own level, format and scratch buffer.
+pub(crate) struct Slot {
+    pub(crate) name: String,
+    pub(crate) level: Arc<AtomicU8>,
+    pub(crate) format: Box<dyn Format>,
+    pub(crate) ctx: FormatCtx,
+    pub(crate) output: Box<dyn Output>,
+    pub(crate) failing: bool,
+}
+
+/// All outputs; driven by one thread at a time.
+pub(crate) struct Dispatch {
+    pub(crate) slots: Vec<Slot>,
+    buf: Vec<u8>,
+    counters: Arc<Counters>,
+    /// Records written since the last `publish`: one atomic add per batch, not per record.
+    written: u64,
+    clock: crate::clock::TscToWall,
+}
+
+impl Dispatch {
+    pub(crate) fn new(slots: Vec<Slot>, counters: Arc<Counters>) -> Self {
+        Dispatch {
+            slots,
+            buf: Vec::with_capacity(1024),
+            counters,
+            written: 0,
+            clock: crate::clock::TscToWall::new(),
+        }
+    }
+
+    fn write(&mut self, r: &mut Record) {
+        r.time_us = self.clock.wall_us(r.time_us);
+        let r = &*r;
+        for slot in &mut self.slots {
+            if !LevelFilter::from_u8(slot.level.load(Ordering::Relaxed)).allows(r.level) {
+                continue;
+            }
+            let buf = &mut self.buf;
+            // A panicking output or format must not take the writer thread down: the
+            // callers would then wait on a full queue forever. It counts as a failed write.
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let (format, ctx) = (&slot.format, &mut slot.ctx);
+                match slot
+                    .output
+                    .write_with(r, &mut |b: &mut Vec<u8>| format.format(r, ctx, b))
+                {
+                    Some(res) => res,
+                    None => {
+                        buf.clear();
+                        slot.format.format(r, &mut slot.ctx, buf);
+                        slot.output.write(buf, r)
+                    }
+                }
+            }))
+            .unwrap_or_else(|_| {
+                Err(io::Error::other(
+                    "the output panicked while writing a record",
+                ))
+            });
+            report(slot, res, &self.counters);
+        }
+        self.written += 1;
+    }
+
+    fn publish(&mut self) {
+        if self.written > 0 {
+            self.counters
+                .written
+                .fetch_add(std::mem::take(&mut self.written), Ordering::Relaxed);
+        }
+    }
+
+    fn flush(&mut self) {
+        self.publish();
+        for slot in &mut self.slots {
+            let res = slot.output.flush();
+            report(slot, res, &self.counters);
+        }
+    }
+
+    fn tick(&mut self) {
+        for slot in &mut self.slots {
+            let res = slot.output.tick();
+            report(slot, res, &self.counters);
+        }
+    }
+
+    fn close(&mut self) {
+        self.publish();
+        for slot in &mut self.slots {
+            let res = slot.output.close();
+            report(slot, res, &self.counters);
+        }
+    }
+}
+
+/// Counts a failure and tells stderr once per output, until the output works again.
+fn report(slot: &mut Slot, res: io::Result<()>, counters: &Counters) {
+    match res {
+        Ok(()) => slot.failing = false,
+        Err(e) => {
+            counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            if !slot.failing {
+                slot.failing = true;
+                eprintln!(
+                    "logger: output `{}` ({}) failed: {e}; records for it are lost until it recovers (counted in write_errors)",
+                    slot.name,
+                    slot.output.describe()
+                );
+            }
+        }
+    }
+}
+
+/// Requests to the writer besides records. Each carries the queue position it must
+/// drain up to first, so it sees every record its caller logged before asking.
+enum Ctl {
+    Flush { upto: usize, ack: Sender<()> },
+    Shutdown { upto: usize },
+}
+
+/// How the writer side is reached.
+enum Sink {
+    Sync(Mutex<Dispatch>),
+    Async(AsyncSink),
+}
+
+struct AsyncSink {
+    queue: Producer<Record>,
+    ctl: Sender<Ctl>,
+    overflow: Overflow,
+    writer: Thread,
+    join: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Settings of the async writer.
+#[derive(Clone, Debug)]
+pub(crate) struct AsyncSettings {
+    pub(crate) capacity: usize,
+    pub(crate) overflow: Overflow,
+    pub(crate) flush_interval: Duration,
+}
+
+/// A configured logger: filter, outputs and the way to reach them.
+pub(crate) struct Core {
+    spec: RwLock<LevelSpec>,
+    outputs: Vec<(String, Arc<AtomicU8>)>,
+    sink: Sink,
+    counters: Arc<Counters>,
+    exit_on_fatal: bool,
+    writer_id: Option<ThreadId>,
+    closed: AtomicBool,
+    /// Whether the panic hook logs panics for this logger.
+    pub(crate) capture_panics: bool,
+}
+
+impl Core {
+    pub(crate) fn new_sync(
+        spec: LevelSpec,
+        dispatch: Dispatch,
+        counters: Arc<Counters>,
+        exit_on_fatal: bool,
+    ) -> Core {
+        Core {
+            spec: RwLock::new(spec),
+            outputs: outputs_of(&dispatch),
+            sink: Sink::Sync(Mutex::new(dispatch)),
+            counters,
+            exit_on_fatal,
+            writer_id: None,
+            closed: AtomicBool::new(false),
+            capture_panics: true,
+        }
+    }
+
+    pub(crate) fn new_async(
+        spec: LevelSpec,
+        dispatch: Dispatch,
+        counters: Arc<Counters>,
+        exit_on_fatal: bool,
+        settings: AsyncSettings,
+    ) -> io::Result<Core> {
+        let outputs = outputs_of(&dispatch);
+        let (queue, consumer) = crate::queue::bounded(settings.capacity.max(1));
+        let (ctl, ctl_rx) = crossbeam_channel::unbounded();
+        let interval = settings.flush_interval;
+        let join = std::thread::Builder::new()
+            .name("logger-writer".into())
+            .spawn(move || writer_loop(consumer, ctl_rx, dispatch, interval))?;
+        let writer = join.thread().clone();
+        Ok(Core {
+            spec: RwLock::new(spec),
+            outputs,
+            writer_id: Some(writer.id()),
+            sink: Sink::Async(AsyncSink {
+                queue,
+                ctl,
+                overflow: settings.overflow,
+                writer,
+                join: Mutex::new(Some(join)),
+            }),
+            counters,
+            exit_on_fatal,
+            closed: AtomicBool::new(false),
+            capture_panics: true,
+        })
+    }
+
+    fn outputs_min(&self) -> LevelFilter {
+        self.outputs.iter().fold(LevelFilter::Off, |acc, (_, l)| {
+            acc.most_verbose(LevelFilter::from_u8(l.load(Ordering::Relaxed)))
+        })
+    }
+
+    fn enabled(&self, module: &str, level: Level) -> bool {
+        self.spec.read().level_for(module).allows(level) && self.outputs_min().allows(level)
+    }
+
+    /// Recomputes the global minimum after any filter change.
+    fn publish_levels(&self) {
+        let spec_min = self.spec.read().most_verbose();
+        let out_min = self.outputs_min();
+        let min = spec_min.as_u8().max(out_min.as_u8());
+        MIN_LEVEL.store(min, Ordering::Relaxed);
+        GENERATION.fetch_add(1, Ordering::Relaxed);
+        log::set_max_level(LevelFilter::from_u8(min).to_log());
+    }
+
+    pub(crate) fn submit(&self, r: Record) {
+        let fatal = r.level == Level::Fatal;
+        match &self.sink {
+            Sink::Sync(d) => {
+                let mut r = r;
+                let mut d = d.lock();
+                d.write(&mut r);
+                d.flush();
+            }
+            Sink::Async(a) => {
+                if let Err(r) = a.queue.push(r) {
+                    a.writer.unpark();
+                    match a.overflow {
+                        Overflow::Block => a.push_blocking(r),
+                        Overflow::Drop => {
+                            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+        if fatal {
+            self.after_fatal();
+        }
+    }
+
+    fn after_fatal(&self) {
+        self.flush();
+        if self.exit_on_fatal {
+            std::process::exit(1);
+        }
+    }
+
+    /// Writes everything queued so far to the outputs and returns when that is done.
+    pub(crate) fn flush(&self) {
+        match &self.sink {
+            Sink::Sync(d) => d.lock().flush(),
+            Sink::Async(a) => {
+                // The writer cannot wait for itself (a panic or fatal on the writer thread).
+                if Some(std::thread::current().id()) == self.writer_id {
+                    return;
+                }
+                let (ack, ack_rx) = crossbeam_channel::bounded(1);
+                let upto = a.queue.tail();
+                if a.ctl.send(Ctl::Flush { upto, ack }).is_ok() {
+                    a.writer.unpark();
+                    let _ = ack_rx.recv();
+                }
+            }
+        }
+    }
+
+    /// Drains the queue, closes the outputs and stops the writer. Idempotent.
+    fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        match &self.sink {
+            Sink::Sync(d) => d.lock().close(),
+            Sink::Async(a) => {
+                let upto = a.queue.tail();
+                if a.ctl.send(Ctl::Shutdown { upto }).is_ok() {
+                    a.writer.unpark();
+                }
+                let join = a.join.lock().take();
+                if let Some(j) = join
+                    && Some(std::thread::current().id()) != self.writer_id
+                {
+                    let _ = j.join();
+                }
+            }
+        }
+    }
+}
+
+fn outputs_of(d: &Dispatch) -> Vec<(String, Arc<AtomicU8>)> {
+    d.slots
+        .iter()
+        .map(|s| (s.name.clone(), s.level.clone()))
+        .collect()
+}
+
+/// How long the idle writer sleeps at first and at most. Callers never wake it for a
+/// record (that would cost a syscall per call); they only do when the queue is full.
+const IDLE_MIN: Duration = Duration::from_micros(20);
+const IDLE_MAX: Duration = Duration::from_millis(1);
+/// Records handled between checks of the flush interval.
+const BATCH: usize = 4096;
+
+impl AsyncSink {
+    /// Waits for room: spin, then yield, then nap. Parking on a futex would cost a
+    /// wake-up round-trip per record while the queue stays full.
+    fn push_blocking(&self, mut r: Record) {
+        let mut round = 0u32;
+        loop {
+            match self.queue.push(r) {
+                Ok(()) => return,
+                Err(back) => r = back,
+            }
+            round += 1;
+            if round <= 6 {
+                for _ in 0..(1u32 << round) {
+                    std::hint::spin_loop();
+                }
+            } else if round <= 20 {
+                std::thread::yield_now();
+            } else {
+                self.writer.unpark();
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
+}
+
+/// Writes queued records until `head` reaches `upto` (records a flush or shutdown
+/// request must see). A slot taken but not yet filled is waited for.
+fn drain_until(q: &mut Consumer<Record>, d: &mut Dispatch, upto: usize) {
+    while (upto.wrapping_sub(q.head()) as isize) > 0 {
+        if !q.consume(|r| d.write(r)) {
+            std::thread::yield_now();
+        }
+    }
+}
+
+fn writer_loop(mut q: Consumer<Record>, ctl: Receiver<Ctl>, mut d: Dispatch, interval: Duration) {
+    let mut last_flush = Instant::now();
+    let mut last_tick = Instant::now();
+    let mut dirty = false;
+    let mut idle = IDLE_MIN;
+    loop {
+        let mut n = 0;
+        while n < BATCH && q.consume(|r| d.write(r)) {
+            n += 1;
+        }
+        if n > 0 {
+            dirty = true;
+            d.publish();
+        }
+        while let Ok(c) = ctl.try_recv() {
+            match c {
+                Ctl::Flush { upto, ack } => {
+                    drain_until(&mut q, &mut d, upto);
+                    d.flush();
+                    dirty = false;
+                    last_flush = Instant::now();
+                    let _ = ack.send(());
+                }
+                Ctl::Shutdown { upto } => {
+                    drain_until(&mut q, &mut d, upto);
+                    d.close();
+                    return;
+                }
+            }
+        }
+        let now = Instant::now();
+        if dirty && now.duration_since(last_flush) >= interval {
+            d.flush();
+            dirty = false;
+            last_flush = now;
+        }
+        if n == 0 {
+            if now.duration_since(last_tick) >= Duration::from_millis(200) {
+                d.tick();
+                last_tick = now;
+            }
+            let wait = if dirty {
+                idle.min(interval.saturating_sub(now.duration_since(last_flush)))
+            } else {
+                idle
+            };
+            std::thread::park_timeout(wait.max(Duration::from_micros(1)));
+            idle = (idle * 2).min(IDLE_MAX);
+        } else {
+            idle = IDLE_MIN;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- global install
+
+/// Error when a logger is already installed.
+pub(crate) struct AlreadyInstalled;
+
+pub(crate) fn install(core: Core) -> Result<&'static Core, AlreadyInstalled> {
+    let core: &'static Core = Box::leak(Box::new(core));
+    let ptr = core as *const Core as *mut Core;
+    if CORE
+        .compare_exchange(
+            std::ptr::null_mut(),
+            ptr,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_err()
+    {
+        core.shutdown();
+        return Err(AlreadyInstalled);
+    }
+    core.publish_levels();
+    Ok(core)
+}
+
+#[inline]
+pub(crate) fn current() -> Option<&'static Core> {
+    let p = CORE.load(Ordering::Acquire);
+    // SAFETY: CORE only ever holds null or a leaked `Box<Core>` that is never freed.
+    unsafe { p.as_ref() }
+}
+
+// ---------------------------------------------------------------- handle
+
+/// Runtime control of the installed logger: levels, flush, counters.
+#[derive(Clone, Copy)]
+pub struct Handle {
+    core: &'static Core,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("level", &self.level_spec())
+            .finish()
+    }
+}
+
+impl Handle {
+    pub(crate) fn new(core: &'static Core) -> Self {
+        Handle { core }
+    }
+
+    /// Replaces the global level spec (`"info,mycrate::db=debug"`).
+    pub fn set_level(&self, spec: &str) -> Result<(), crate::ConfigError> {
+        let parsed = LevelSpec::parse(spec).map_err(|e| crate::ConfigError::Invalid {
+            key: "level".into(),
+            reason: e.to_string(),
+        })?;
+        *self.core.spec.write() = parsed;
+        self.core.publish_levels();
+        Ok(())
+    }
+
+    /// The current level spec, normalised.
+    pub fn level_spec(&self) -> String {
+        self.core.spec.read().to_string()
+    }
+
+    /// Sets one output's level (`"debug"`, `"off"`).
+    pub fn set_output_level(&self, output: &str, level: &str) -> Result<(), crate::ConfigError> {
+        let key = format!("outputs.{output}.level");
+        let lf: LevelFilter = level.parse().map_err(|e: crate::level::ParseLevelError| {
+            crate::ConfigError::Invalid {
+                key: key.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let Some((_, slot)) = self.core.outputs.iter().find(|(n, _)| n == output) else {
+            return Err(crate::ConfigError::Invalid {
+                key,
+                reason: format!(
+                    "no output named `{output}`; outputs are: {}",
+                    self.core
+                        .outputs
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        };
+        slot.store(lf.as_u8(), Ordering::Relaxed);
+        self.core.publish_levels();
+        Ok(())
+    }
+
+    /// Whether a record at `level` from `module` would be written somewhere.
+    pub fn enabled(&self, module: &str, level: Level) -> bool {
+        level as u8 >= MIN_LEVEL.load(Ordering::Relaxed) && self.core.enabled(module, level)
+    }
+
+    /// Writes everything logged so far to the outputs before returning.
+    pub fn flush(&self) {
+        self.core.flush()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.core.counters.snapshot()
+    }
+}
+
+/// Keeps the logger installed; dropping it flushes every output, stops the writer and
+/// uninstalls the logger (later calls are no-ops until the next `init`).
+#[must_use = "dropping the guard uninstalls the logger at once"]
+pub struct LoggerGuard {
+    handle: Handle,
+}
+
+impl fmt::Debug for LoggerGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoggerGuard").finish_non_exhaustive()
+    }
+}
+
+impl LoggerGuard {
+    pub(crate) fn new(core: &'static Core) -> Self {
+        LoggerGuard {
+            handle: Handle::new(core),
+        }
+    }
+
+    /// The runtime handle.
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// Writes everything logged so far to the outputs before returning.
+    pub fn flush(&self) {
+        self.handle.flush()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.handle.stats()
+    }
+}
+
+impl Drop for LoggerGuard {
+    fn drop(&mut self) {
+        let core = self.handle.core;
+        let ptr = core as *const Core as *mut Core;
+        if CORE
+            .compare_exchange(
+                ptr,
+                std::ptr::null_mut(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            MIN_LEVEL.store(6, Ordering::Relaxed);
+            GENERATION.fetch_add(1, Ordering::Relaxed);
+            log::set_max_level(log::LevelFilter::Off);
+        }
+        core.shutdown();
+    }
+}
+
+/// The handle of the installed logger, if any.
+pub fn handle() -> Option<Handle> {
+    current().map(Handle::new)
+}
+
+// ---------------------------------------------------------------- call sites
+
+/// Static data of one macro call site, with a cached filter answer.
+#[doc(hidden)]
+pub struct Callsite {
+    level: Level,
+    module: &'static str,
+    file: &'static str,
+    line: u32,
+    function: fn() -> &'static str,
+    /// `generation << 1 | enabled`; 0 = not computed.
+    interest: AtomicU32,
+}
+
+impl fmt::Debug for Callsite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Callsite")
+            .field("level", &self.level)
+            .field("module", &self.module)
+            .field("file", &self.file)
+            .field("line", &self.line)
+            .finish()
+    }
+}
+
+impl Callsite {
+    #[doc(hidden)]
+    pub const fn new(
+        level: Level,
+        module: &'static str,
+        file: &'static str,
+        line: u32,
+        function: fn() -> &'static str,
+    ) -> Self {
+        Callsite {
+            level,
+            module,
+            file,
+            line,
+            function,
+            interest: AtomicU32::new(0),
+        }
+    }
+
+    /// Module path.
+    pub fn module(&self) -> &'static str {
+        self.module
+    }
+
+    /// Source file.
+    pub fn file(&self) -> &'static str {
+        self.file
+    }
+
+    /// Source line.
+    pub fn line(&self) -> u32 {
+        self.line
+    }
+
+    /// Name of the enclosing function.
+    pub fn function(&self) -> &'static str {
+        crate::record::trim_function((self.function)())
+    }
+
+    /// Per-module check, after the global level check passed: two relaxed loads
+    /// while the filter is unchanged.
+    #[inline]
+    pub fn enabled(&'static self) -> bool {
+        let generation = GENERATION.load(Ordering::Relaxed);
+        let v = self.interest.load(Ordering::Relaxed);
+        if v >> 1 == generation & (u32::MAX >> 1) {
+            return v & 1 == 1;
+        }
+        self.refresh(generation)
+    }
+
+    #[cold]
+    fn refresh(&self, generation: u32) -> bool {
+        let enabled = current().is_some_and(|c| c.enabled(self.module, self.level));
+        self.interest
+            .store((generation << 1) | enabled as u32, Ordering::Relaxed);
+        enabled
+    }
+}
+
+/// The global level check done first by every macro: one relaxed atomic load.
+#[doc(hidden)]
+#[inline(always)]
+pub fn level_enabled(level: Level) -> bool {
+    level as u8 >= MIN_LEVEL.load(Ordering::Relaxed)
+}
+
+#[doc(hidden)]
+pub fn type_name_of<T>(_: T) -> &'static str {
+    std::any::type_name::<T>()
+}
+
+/// Builds the record at a macro call site and queues it.
+#[doc(hidden)]
+#[inline(never)]
+pub fn log_callsite(
+    cs: &'static Callsite,
+    args: fmt::Arguments<'_>,
+    fields: &[(&'static str, &dyn ToValue)],
+) {
+    let Some(core) = current() else { return };
+    let build = || {
+        let (thread_id, thread_name) = crate::record::current_thread();
+        Record {
+            level: cs.level,
+            time_us: crate::clock::record_time(),
+            origin: Origin::Callsite(cs),
+            thread_id,
+            thread_name,
+            message: crate::record::Message::format(args),
+            fields: if fields.is_empty() {
+                Vec::new()
+            } else {
+                fields
+                    .iter()
+                    .map(|(k, v)| (Cow::Borrowed(*k), v.to_value()))
+                    .collect()
+            },
+        }
+    };
+    // Fast path: take a queue slot first and build the record straight into it (no
+    // copy). A panicking `Display` of an argument still fills the taken slot.
+    if let Sink::Async(a) = &core.sink
+        && let Some(claim) = a.queue.claim()
+    {
+        claim.publish_with(build, formatting_panicked);
+        if cs.level == Level::Fatal {
+            core.after_fatal();
+        }
+        return;
+    }
+    if let Sink::Async(a) = &core.sink
+        && a.overflow == Overflow::Drop
+    {
+        a.writer.unpark();
+        core.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    core.submit(build());
+}
+
+/// Stands in for a record whose arguments panicked while being formatted.
+#[cold]
+fn formatting_panicked() -> Record {
+    let (thread_id, thread_name) = crate::record::current_thread();
+    Record {
+        level: Level::Error,
+        time_us: crate::record::now_us(),
+        origin: Origin::Other(Box::new(OtherOrigin {
+            target: Cow::Borrowed("logger"),
+            file: Cow::Borrowed(""),
+            line: 0,
+            function: None,
+        })),
+        thread_id,
+        thread_name,
+        message: "<formatting this record's arguments panicked>".into(),
+        fields: Vec::new(),
+    }
+}
+
+/// Queues a record built elsewhere (the `log` backend, the `tracing` layer).
+pub(crate) fn submit(r: Record) {
+    if let Some(core) = current() {
+        core.submit(r);
+    }
+}
+
+pub(crate) fn enabled_for(module: &str, level: Level) -> bool {
+    level as u8 >= MIN_LEVEL.load(Ordering::Relaxed)
+        && current().is_some_and(|c| c.enabled(module, level))
+}
+
+// ---------------------------------------------------------------- panic hook
+
+static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
+
+/// Logs a panic as a fatal record and flushes every output before the default hook
+/// runs (the process is not made to exit: the panic goes on as it would).
+pub(crate) fn install_panic_hook() {
+    PANIC_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Some(core) = current().filter(|c| c.capture_panics) {
+                let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+                    (*s).to_string()
+                } else if let Some(s) = info.payload().downcast_ref::<String>() {
+                    s.clone()
+                } else {
+                    "Box<dyn Any>".to_string()
+                };
+                let (file, line) = info
+                    .location()
+                    .map(|l| (l.file().to_string(), l.line()))
+                    .unwrap_or_default();
+                let (thread_id, thread_name) = crate::record::current_thread();
+                let r = Record {
+                    level: Level::Fatal,
+                    time_us: crate::record::now_us(),
+                    origin: Origin::Other(Box::new(OtherOrigin {
+                        target: Cow::Borrowed("panic"),
+                        file: Cow::Owned(file),
+                        line,
+                        function: None,
+                    })),
+                    thread_id,
+                    thread_name,
+                    message: format!("panicked: {msg}").into(),
+                    fields: Vec::new(),
+                };
+                if LevelFilter::from_u8(MIN_LEVEL.load(Ordering::Relaxed)).allows(Level::Fatal) {
+                    // Not `submit`: a panic must not exit the process through exit_on_fatal.
+                    match &core.sink {
+                        Sink::Sync(d) => {
+                            if let Some(mut d) = d.try_lock() {
+                                let mut r = r;
+                                d.write(&mut r);
+                                d.flush();
+                            }
+                        }
+                        Sink::Async(a) => {
+                            // The writer thread itself must not wait for room it
+                            // alone can make: from there the record is best effort.
+                            let on_writer = Some(std::thread::current().id()) == core.writer_id;
+                            if let Err(r) = a.queue.push(r)
+                                && !on_writer
+                            {
+                                a.writer.unpark();
+                                a.push_blocking(r);
+                            }
+                            core.flush();
+                        }
+                    }
+                }
+            }
+            previous(info);
+        }));
+    });
+}

@@ -1,0 +1,200 @@
+//! A Kafka topic, through librdkafka (feature `kafka`).
+//!
+//! The application is never slowed by the broker: `write` hands the line to
+//! librdkafka's bounded in-memory queue and returns. When that queue is full (broker
+//! down or slow) the record is dropped and counted, or appended to a fallback file.
+//! librdkafka retries queued messages until `message_timeout`; a message that still
+//! fails is counted in `kafka_delivery_errors` and passed to the error callback.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use crate::builder::KafkaErrorCallback;
+use crate::config::ConfigError;
+use crate::core::Counters;
+use crate::outputs::Output;
+use crate::record::Record;
+
+/// How long `close` waits for buffered messages at shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Resolved settings of a Kafka output.
+#[derive(Clone, Debug)]
+pub struct KafkaSettings {
+    /// Output name (for errors and the callback).
+    pub name: String,
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Topic.
+    pub topic: String,
+    /// Bound of librdkafka's queue (`queue.buffering.max.messages`).
+    pub buffer_messages: usize,
+    /// `message.timeout.ms`.
+    pub message_timeout: Duration,
+    /// Fallback file when the queue is full; `None` drops.
+    pub spill_path: Option<PathBuf>,
+    /// Extra librdkafka properties, applied last.
+    pub properties: BTreeMap<String, String>,
+}
+
+struct Ctx {
+    name: String,
+    counters: Arc<Counters>,
+    on_error: Option<KafkaErrorCallback>,
+}
+
+impl ClientContext for Ctx {}
+
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+        match result {
+            Ok(_) => {
+                self.counters
+                    .kafka_delivered
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                self.counters
+                    .kafka_delivery_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(cb) = &self.on_error {
+                    cb(&self.name, &e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Produces each formatted line (without its newline) as one message.
+pub struct KafkaOutput {
+    settings: KafkaSettings,
+    producer: ThreadedProducer<Ctx>,
+    counters: Arc<Counters>,
+    spill: Option<File>,
+}
+
+impl KafkaOutput {
+    /// Creates the producer; it connects in the background, so a broker that is down
+    /// now is not an error.
+    pub(crate) fn new(
+        settings: KafkaSettings,
+        counters: Arc<Counters>,
+        on_error: Option<KafkaErrorCallback>,
+    ) -> Result<Self, ConfigError> {
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &settings.brokers)
+            .set(
+                "queue.buffering.max.messages",
+                settings.buffer_messages.to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                settings.message_timeout.as_millis().to_string(),
+            )
+            // Retries after an outage must not duplicate records.
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5");
+        for (k, v) in &settings.properties {
+            cc.set(k, v);
+        }
+        let ctx = Ctx {
+            name: settings.name.clone(),
+            counters: counters.clone(),
+            on_error,
+        };
+        let producer: ThreadedProducer<Ctx> =
+            cc.create_with_context(ctx)
+                .map_err(|e| ConfigError::Kafka {
+                    output: settings.name.clone(),
+                    reason: e.to_string(),
+                })?;
+        let spill = match &settings.spill_path {
+            Some(p) => {
+                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| ConfigError::Open {
+                        output: settings.name.clone(),
+                        path: p.clone(),
+                        source,
+                    })?;
+                }
+                Some(
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)
+                        .map_err(|source| ConfigError::Open {
+                            output: settings.name.clone(),
+                            path: p.clone(),
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        Ok(KafkaOutput {
+            settings,
+            producer,
+            counters,
+            spill,
+        })
+    }
+}
+
+impl Output for KafkaOutput {
+    fn write(&mut self, line: &[u8], _record: &Record) -> io::Result<()> {
+        let payload = line.strip_suffix(b"\n").unwrap_or(line);
+        let rec: BaseRecord<'_, (), [u8], ()> =
+            BaseRecord::to(&self.settings.topic).payload(payload);
+        match self.producer.send(rec) {
+            Ok(()) => Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                match &mut self.spill {
+                    Some(f) => {
+                        f.write_all(line)?;
+                        self.counters.kafka_spilled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {
+                        self.counters.kafka_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(())
+            }
+            Err((e, _)) => Err(io::Error::other(e)),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Never wait for the broker here: this runs on every batch and on `fatal!`,
+        // and the broker may be down. librdkafka sends in the background.
+        Ok(())
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        if let Some(f) = &mut self.spill {
+            f.flush()?;
+        }
+        self.producer.flush(CLOSE_TIMEOUT).map_err(|e| {
+            io::Error::other(format!(
+                "{e} (messages still buffered at shutdown are lost)"
+            ))
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "kafka {} topic {}",
+            self.settings.brokers, self.settings.topic
+        )
+    }
+}

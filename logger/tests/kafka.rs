@@ -1,0 +1,179 @@
+//! The Kafka output against a real broker (tansu, via test-servers): records arrive
+//! and parse; while the broker is stalled the application is not blocked, records
+//! within the bound are delivered once it is back, and the rest are dropped or
+//! spilled and counted; delivery failures reach the counter and the callback.
+#![cfg(feature = "kafka")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{read_text, serial, wait_until};
+use logger::{Builder, OutputConfig};
+use test_servers::Kafka;
+
+fn messages(kafka: &Kafka, topic: &str, expected: usize) -> Vec<serde_json::Value> {
+    kafka
+        .consume_all(topic, expected, Duration::from_secs(60))
+        .into_iter()
+        .map(|(_, payload)| serde_json::from_slice(&payload).expect("payload is a JSON record"))
+        .collect()
+}
+
+/// Logs in a thread and waits (with a generous deadline) for it to finish: a logger
+/// that blocks on the broker would never get there while the broker is stalled.
+fn log_without_blocking(n: usize, tag: &'static str) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for i in 0..n {
+            logger::info!(i = i; "{tag} {i}");
+        }
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("logging blocked while the broker was down");
+}
+
+#[test]
+fn records_arrive_and_parse() {
+    let _s = serial();
+    let kafka = Kafka::start();
+    kafka.create_topic("logs", 1);
+    let guard = Builder::new()
+        .output(
+            "bus",
+            OutputConfig::kafka(kafka.bootstrap_servers(), "logs"),
+        )
+        .init()
+        .unwrap();
+    for i in 0..500 {
+        logger::info!(seq = i; "hello {i}");
+    }
+    let got = messages(&kafka, "logs", 500);
+    drop(guard);
+    assert_eq!(got.len(), 500);
+    let seqs: BTreeSet<u64> = got.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..500).collect());
+    assert_eq!(got[0]["log.level"], "info");
+    assert_eq!(got[0]["log"]["logger"], "kafka");
+    assert!(
+        got.iter()
+            .all(|v| v["message"] == format!("hello {}", v["seq"]))
+    );
+}
+
+#[test]
+fn a_stalled_broker_does_not_block_and_buffered_records_arrive_after() {
+    let _s = serial();
+    let kafka = Kafka::start();
+    kafka.create_topic("logs", 1);
+    let guard = Builder::new()
+        .output(
+            "bus",
+            OutputConfig::kafka(kafka.bootstrap_servers(), "logs").buffer_messages(100),
+        )
+        .init()
+        .unwrap();
+    // Connected and idle before the outage.
+    logger::info!("warm-up");
+    assert!(wait_until(Duration::from_secs(30), || guard
+        .stats()
+        .kafka_delivered
+        == 1));
+    kafka.pause();
+    log_without_blocking(300, "during");
+    guard.flush();
+    let during = guard.stats();
+    // 100 fit in the bounded buffer, 200 were dropped and counted.
+    assert_eq!(during.kafka_dropped, 200, "{during:?}");
+    kafka.resume();
+    let got = messages(&kafka, "logs", 101);
+    drop(guard);
+    assert_eq!(got.len(), 101);
+    let kept: BTreeSet<u64> = got.iter().filter_map(|v| v["i"].as_u64()).collect();
+    assert_eq!(
+        kept,
+        (0..100).collect(),
+        "the first 100 records are the buffered ones"
+    );
+}
+
+#[test]
+fn overflow_spills_to_the_fallback_file() {
+    let _s = serial();
+    let kafka = Kafka::start();
+    kafka.create_topic("logs", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let spill = dir.path().join("spill.log");
+    let guard = Builder::new()
+        .output(
+            "bus",
+            OutputConfig::kafka(kafka.bootstrap_servers(), "logs")
+                .buffer_messages(50)
+                .spill_to(Some(spill.clone())),
+        )
+        .init()
+        .unwrap();
+    logger::info!("warm-up");
+    assert!(wait_until(Duration::from_secs(30), || guard
+        .stats()
+        .kafka_delivered
+        == 1));
+    kafka.pause();
+    log_without_blocking(120, "during");
+    guard.flush();
+    assert_eq!(guard.stats().kafka_spilled, 70);
+    kafka.resume();
+    let got = messages(&kafka, "logs", 51);
+    drop(guard);
+    assert_eq!(got.len(), 51);
+    let spilled: Vec<serde_json::Value> = read_text(&spill)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let idx: Vec<u64> = spilled.iter().map(|v| v["i"].as_u64().unwrap()).collect();
+    assert_eq!(idx, (50..120).collect::<Vec<_>>());
+}
+
+#[test]
+fn delivery_failures_reach_the_counter_and_the_callback() {
+    let _s = serial();
+    let kafka = Kafka::start();
+    kafka.create_topic("logs", 1);
+    let calls = Arc::new(AtomicU64::new(0));
+    let c2 = calls.clone();
+    let mut out = OutputConfig::kafka(kafka.bootstrap_servers(), "logs");
+    out.message_timeout = "4s".into();
+    let guard = Builder::new()
+        .output("bus", out)
+        .on_kafka_error(move |name, _err| {
+            assert_eq!(name, "bus");
+            c2.fetch_add(1, Ordering::SeqCst);
+        })
+        .init()
+        .unwrap();
+    logger::info!("warm-up");
+    assert!(wait_until(Duration::from_secs(30), || guard
+        .stats()
+        .kafka_delivered
+        == 1));
+    let before = guard.stats().kafka_delivery_errors;
+    let calls_before = calls.load(Ordering::SeqCst);
+    kafka.pause();
+    log_without_blocking(10, "doomed");
+    assert!(
+        wait_until(Duration::from_secs(60), || guard
+            .stats()
+            .kafka_delivery_errors
+            - before
+            == 10),
+        "{:?}",
+        guard.stats()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst) - calls_before, 10);
+    kafka.resume();
+    drop(guard);
+}

@@ -1,0 +1,376 @@
+//! The whole pipeline through the installed logger: levels (global, per module, per
+//! output, changed at run time), the `log` facade, JSON records, fields, function
+//! names, fatal flush, queue overflow and write failures.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{read_text, serial};
+use logger::{Builder, OutputConfig, Overflow};
+
+fn json_lines(p: &std::path::Path) -> Vec<serde_json::Value> {
+    read_text(p)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+mod app {
+    pub mod db {
+        pub fn connect() {
+            logger::debug!(pool = 4; "db debug");
+            logger::trace!("db trace");
+        }
+    }
+    pub fn handle_request() {
+        logger::debug!("app debug");
+        logger::info!("app info");
+    }
+}
+
+#[test]
+fn json_records_carry_origin_thread_fields_and_the_ecs_layout() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.json");
+    let guard = Builder::new()
+        .output("json", OutputConfig::file(&path).json())
+        .init()
+        .unwrap();
+    let before = chrono::Utc::now().timestamp_micros();
+    let line = line!() + 1;
+    logger::info!(user = "ann", id = 42u64, ok = true, ratio = 0.5; "user {} logged in", "ann");
+    let after = chrono::Utc::now().timestamp_micros();
+    std::thread::Builder::new()
+        .name("worker-7".into())
+        .spawn(|| {
+            let f = || logger::warn!("from a closure");
+            f();
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    drop(guard);
+    let v = json_lines(&path);
+    assert_eq!(v.len(), 2);
+    let r = &v[0];
+    assert_eq!(r["log.level"], "info");
+    assert_eq!(r["message"], "user ann logged in");
+    assert_eq!(r["ecs.version"], "8.11.0");
+    assert_eq!(r["log"]["logger"], "pipeline");
+    assert_eq!(
+        r["log"]["origin"]["file"]["name"],
+        "logger/tests/pipeline.rs"
+    );
+    assert_eq!(r["log"]["origin"]["file"]["line"], line);
+    assert_eq!(
+        r["log"]["origin"]["function"],
+        "json_records_carry_origin_thread_fields_and_the_ecs_layout"
+    );
+    assert!(r["process"]["thread"]["id"].as_u64().unwrap() > 0);
+    assert_eq!(r["user"], "ann");
+    assert_eq!(r["id"], 42);
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["ratio"], 0.5);
+    let ts = r["@timestamp"].as_str().unwrap();
+    assert!(ts.ends_with('Z') && ts.len() == 27, "{ts}");
+    // The call site stores a TSC reading; the writer's conversion lands within a
+    // millisecond of the wall clock read around the call.
+    let t = chrono::DateTime::parse_from_rfc3339(ts)
+        .unwrap()
+        .timestamp_micros();
+    assert!(
+        t >= before - 1000 && t <= after + 1000,
+        "{before} <= {t} <= {after}"
+    );
+    assert_eq!(v[1]["process"]["thread"]["name"], "worker-7");
+    assert_eq!(
+        v[1]["log"]["origin"]["function"],
+        "json_records_carry_origin_thread_fields_and_the_ecs_layout"
+    );
+}
+
+#[test]
+fn module_output_and_runtime_levels() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("all.log");
+    let errors = dir.path().join("errors.log");
+    let guard = Builder::new()
+        .level("info,pipeline::app::db=debug")
+        .output("all", OutputConfig::file(&all).pattern("{level} {message}"))
+        .output(
+            "errors",
+            OutputConfig::file(&errors)
+                .pattern("{level} {message}")
+                .level("warn"),
+        )
+        .init()
+        .unwrap();
+    app::handle_request();
+    app::db::connect();
+    logger::error!("boom");
+    guard.flush();
+    assert_eq!(
+        read_text(&all),
+        "INFO  app info\nDEBUG db debug\nERROR boom\n"
+    );
+    assert_eq!(read_text(&errors), "ERROR boom\n");
+
+    let h = guard.handle();
+    h.set_level("warn,pipeline::app=trace").unwrap();
+    h.set_output_level("errors", "info").unwrap();
+    app::handle_request();
+    app::db::connect();
+    logger::info!("main info hidden");
+    guard.flush();
+    assert_eq!(
+        read_text(&all),
+        "INFO  app info\nDEBUG db debug\nERROR boom\nDEBUG app debug\nINFO  app info\nDEBUG db debug\nTRACE db trace\n"
+    );
+    assert_eq!(read_text(&errors), "ERROR boom\nINFO  app info\n");
+    assert!(h.set_level("info,x=loud").is_err());
+    let e = h.set_output_level("nope", "info").unwrap_err().to_string();
+    assert!(
+        e.contains("no output named `nope`") && e.contains("all, errors"),
+        "{e}"
+    );
+
+    h.set_level("off").unwrap();
+    logger::fatal!("nothing passes off");
+    guard.flush();
+    assert_eq!(read_text(&errors), "ERROR boom\nINFO  app info\n");
+    drop(guard);
+}
+
+#[test]
+fn the_log_facade_goes_through_the_same_outputs() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("facade.json");
+    let guard = Builder::new()
+        .level("debug,pipeline::quiet=error")
+        .output("json", OutputConfig::file(&path).json())
+        .init()
+        .unwrap();
+    log::info!(request_id = 7; "via log {}", 1);
+    log::trace!("below debug: dropped");
+    log::warn!(target: "pipeline::quiet", "filtered by module");
+    log::error!(target: "pipeline::quiet", "passes");
+    drop(guard);
+    let v = json_lines(&path);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0]["message"], "via log 1");
+    assert_eq!(v[0]["log.level"], "info");
+    assert_eq!(v[0]["request_id"], 7);
+    assert_eq!(v[0]["log"]["logger"], "pipeline");
+    assert_eq!(
+        v[0]["log"]["origin"]["file"]["name"],
+        "logger/tests/pipeline.rs"
+    );
+    assert_eq!(v[1]["message"], "passes");
+    assert_eq!(v[1]["log"]["logger"], "pipeline::quiet");
+}
+
+#[test]
+fn fatal_flushes_every_output_before_returning() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    let b = dir.path().join("b.log");
+    // A flush interval far longer than the test: only fatal's own flush can write.
+    let guard = Builder::new()
+        .output("a", OutputConfig::file(&a).pattern("{message}"))
+        .output("b", OutputConfig::file(&b).pattern("{message}"))
+        .flush_interval(Duration::from_secs(3600))
+        .init()
+        .unwrap();
+    for i in 0..1000 {
+        logger::info!("line {i}");
+    }
+    logger::fatal!("the end");
+    for p in [&a, &b] {
+        let text = read_text(p);
+        assert_eq!(text.lines().count(), 1001, "{}", p.display());
+        assert!(text.ends_with("line 999\nthe end\n"));
+    }
+    drop(guard);
+}
+
+#[test]
+fn block_mode_loses_nothing_and_drop_mode_counts_what_it_drops() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("block.log");
+    let guard = Builder::new()
+        .output("f", OutputConfig::file(&path).pattern("{message}"))
+        .queue_capacity(16)
+        .overflow(Overflow::Block)
+        .init()
+        .unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            s.spawn(move || {
+                for i in 0..5000 {
+                    logger::info!("t{t} {i}");
+                }
+            });
+        }
+    });
+    let stats = guard.stats();
+    drop(guard);
+    assert_eq!(read_text(&path).lines().count(), 20_000);
+    assert_eq!(stats.dropped, 0);
+
+    // Drop mode: a writer stalled on a slow output fills a 4-slot queue.
+    struct Slow(std::sync::Arc<std::sync::atomic::AtomicU64>);
+    impl logger::Output for Slow {
+        fn write(&mut self, _l: &[u8], _r: &logger::Record) -> std::io::Result<()> {
+            std::thread::sleep(Duration::from_millis(2));
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "slow".into()
+        }
+    }
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let guard = Builder::new()
+        .custom(
+            "slow",
+            logger::LevelFilter::TRACE,
+            logger::format::PatternFormat::default(),
+            Slow(seen.clone()),
+        )
+        .queue_capacity(4)
+        .overflow(Overflow::Drop)
+        .init()
+        .unwrap();
+    for i in 0..200 {
+        logger::info!("r{i}");
+    }
+    let handle = guard.handle();
+    drop(guard);
+    let stats = handle.stats();
+    let written = seen.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(stats.dropped > 0, "nothing dropped");
+    assert_eq!(stats.dropped + written, 200, "{stats:?} written={written}");
+}
+
+#[test]
+fn a_failing_output_is_counted_and_the_others_keep_working() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.log");
+    let guard = Builder::new()
+        .output("full", OutputConfig::file("/dev/full").pattern("{message}"))
+        .output("good", OutputConfig::file(&good).pattern("{message}"))
+        .sync()
+        .init()
+        .unwrap();
+    for i in 0..10 {
+        logger::info!("m{i}");
+    }
+    let stats = guard.stats();
+    drop(guard);
+    assert_eq!(stats.write_errors, 10, "{stats:?}");
+    assert_eq!(read_text(&good).lines().count(), 10);
+}
+
+#[test]
+fn a_second_init_while_installed_is_refused_and_works_after_drop() {
+    let _s = serial();
+    let g = Builder::new()
+        .output("c", OutputConfig::console())
+        .init()
+        .unwrap();
+    let e = Builder::new().init().unwrap_err();
+    assert!(matches!(e, logger::ConfigError::AlreadyInstalled), "{e}");
+    drop(g);
+    assert!(logger::handle().is_none());
+    let g = Builder::new()
+        .output("c", OutputConfig::console())
+        .init()
+        .unwrap();
+    assert!(logger::handle().is_some());
+    drop(g);
+}
+
+#[test]
+fn a_panicking_argument_does_not_wedge_the_queue() {
+    let _s = serial();
+    struct Bomb;
+    impl std::fmt::Display for Bomb {
+        fn fmt(&self, _f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            panic!("Display exploded")
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.log");
+    let guard = Builder::new()
+        .output("f", OutputConfig::file(&path).pattern("{level} {message}"))
+        .capture_panics(false)
+        .init()
+        .unwrap();
+    logger::info!("before");
+    let r = std::panic::catch_unwind(|| logger::info!("value: {}", Bomb));
+    assert!(r.is_err(), "the caller's panic propagates");
+    logger::info!("after");
+    drop(guard);
+    assert_eq!(
+        read_text(&path),
+        "INFO  before\nERROR <formatting this record's arguments panicked>\nINFO  after\n"
+    );
+}
+
+#[test]
+fn a_panicking_output_is_counted_and_the_writer_keeps_going() {
+    let _s = serial();
+    struct Flaky(u32);
+    impl logger::Output for Flaky {
+        fn write(&mut self, _l: &[u8], r: &logger::Record) -> std::io::Result<()> {
+            self.0 += 1;
+            if r.message.contains("boom") {
+                panic!("output bug");
+            }
+            Ok(())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.log");
+    let guard = Builder::new()
+        .custom(
+            "flaky",
+            logger::LevelFilter::TRACE,
+            logger::format::PatternFormat::default(),
+            Flaky(0),
+        )
+        .output("file", OutputConfig::file(&path).pattern("{message}"))
+        .queue_capacity(8)
+        .capture_panics(false)
+        .init()
+        .unwrap();
+    for i in 0..100 {
+        if i % 10 == 0 {
+            logger::info!("boom {i}");
+        } else {
+            logger::info!("fine {i}");
+        }
+    }
+    let handle = guard.handle();
+    drop(guard);
+    // The other output got every record; the panics were counted as failed writes.
+    assert_eq!(read_text(&path).lines().count(), 100);
+    assert_eq!(handle.stats().write_errors, 10);
+    assert_eq!(handle.stats().written, 100);
+}
