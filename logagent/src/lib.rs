@@ -1,1 +1,19 @@
 //! Tails log files and ships new lines to Kafka; which files go to which topic comes from etcd.
+//!
+//! Layout (one concern per file):
+//! [`config`] the local config file; [`collect_config`] the etcd JSON schema and path
+//! policy (also used by `etcd-put`); [`sources::etcd_watch`] read + watch of the key;
+//! [`sources::file`] glob discovery, [`sources::file::tailer`] reading and rotation,
+//! [`sources::file::identity`] file fingerprints; [`encode`] the Kafka message;
+//! [`sinks::kafka`] the producer; [`checkpoint`] offsets that survive a crash;
+//! [`supervisor`] config diffs; [`metrics`]; [`agent`] the wiring.
+
+pub mod agent;
+pub mod checkpoint;
+pub mod collect_config;
+pub mod config;
+pub mod encode;
+pub mod metrics;
+pub mod sinks;
+pub mod sources;
+pub mod supervisor;

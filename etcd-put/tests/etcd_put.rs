@@ -1,0 +1,304 @@
+//! Scenarios for `etcd-put`: a config written with it is what the agent collects (exact
+//! topic contents), and every invalid input is refused without writing anything.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use service_kit::shutdown::Shutdown;
+use test_servers::{Etcd, Kafka};
+
+fn etcd_put(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etcd-put"))
+        .args([
+            "--endpoints",
+            endpoint,
+            "--ip",
+            "10.1.1.1",
+            "--hostname",
+            "web1",
+        ])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn every_invalid_input_is_refused_with_a_reason_and_nothing_is_written() {
+    let etcd = Etcd::start();
+    let ep = etcd.endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let bad_file = dir.path().join("bad.json");
+    std::fs::write(
+        &bad_file,
+        "[\n  {\"path\": \"/var/log/a.log\",\n   \"topic\": \"a\", \"tpoic\": \"b\"}\n]\n",
+    )
+    .unwrap();
+    let key = "/logagent/{ip}/collect_config";
+    let cases: Vec<(Vec<String>, Option<&str>, &str)> = vec![
+        (
+            vec!["--value".into(), "[{not json".into()],
+            None,
+            "does not match the schema",
+        ),
+        (
+            vec![
+                "--value".into(),
+                r#"{"path":"/var/log/a","topic":"a"}"#.into(),
+            ],
+            None,
+            "expected a sequence",
+        ),
+        (
+            vec!["--value".into(), r#"[{"path":"/var/log/a"}]"#.into()],
+            None,
+            "missing field `topic`",
+        ),
+        (
+            vec!["--file".into(), bad_file.display().to_string()],
+            None,
+            "unknown field `tpoic`",
+        ),
+        (
+            vec!["--file".into(), bad_file.display().to_string()],
+            None,
+            "line 3 column",
+        ),
+        (
+            vec![
+                "--value".into(),
+                r#"[{"path":"relative.log","topic":"a"}]"#.into(),
+            ],
+            None,
+            "relative",
+        ),
+        (
+            vec![
+                "--value".into(),
+                r#"[{"path":"/var/log/a","topic":"bad topic"}]"#.into(),
+            ],
+            None,
+            "topic contains",
+        ),
+        (
+            vec![
+                "--value".into(),
+                r#"[{"path":"/etc/shadow","topic":"a"}]"#.into(),
+                "--allowed-paths".into(),
+                "/var/log/**".into(),
+            ],
+            None,
+            "entry #0 (path \"/etc/shadow\"",
+        ),
+        (
+            vec![],
+            Some("[{\"path\":\"/var/log/a\",\"topic\":\"a\",\"fields\":3}]"),
+            "stdin: ",
+        ),
+        (vec![], Some(""), "EOF while parsing"),
+    ];
+    for (extra, input, expect) in cases {
+        let mut args = vec!["put", "--key", key];
+        args.extend(extra.iter().map(String::as_str));
+        let out = etcd_put(&ep, &args, input);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(
+            err.contains(expect),
+            "{args:?}: expected {expect:?} in: {err}"
+        );
+        assert!(err.contains("nothing was written"), "{args:?}: {err}");
+    }
+    let list = etcd_put(&ep, &["list", "--prefix", "/"], None);
+    assert!(list.status.success());
+    assert_eq!(stdout(&list), "", "no key was written");
+    let missing = etcd_put(&ep, &["get", "--key", key], None);
+    assert!(
+        !missing.status.success()
+            && stderr(&missing).contains("/logagent/10.1.1.1/collect_config does not exist")
+    );
+
+    // a valid one goes through; get, list and delete round-trip, with key templating
+    let ok = etcd_put(
+        &ep,
+        &[
+            "put",
+            "--key",
+            key,
+            "--value",
+            r#"[{"path":"/var/log/a.log","topic":"a"}]"#,
+        ],
+        None,
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let got = etcd_put(
+        &ep,
+        &["get", "--key", "/logagent/10.1.1.1/collect_config"],
+        None,
+    );
+    assert_eq!(
+        stdout(&got),
+        "[{\"path\":\"/var/log/a.log\",\"topic\":\"a\"}]\n"
+    );
+    let list = etcd_put(&ep, &["list", "--prefix", "/logagent/"], None);
+    assert_eq!(
+        stdout(&list),
+        "/logagent/10.1.1.1/collect_config\t[{\"path\":\"/var/log/a.log\",\"topic\":\"a\"}]\n"
+    );
+    let del = etcd_put(
+        &ep,
+        &["delete", "--key", "/logagent/{ip}/collect_config"],
+        None,
+    );
+    assert_eq!(stdout(&del), "deleted 1 key(s)\n");
+}
+
+#[test]
+fn a_config_written_with_etcd_put_is_what_the_agent_ships() {
+    let kafka = Kafka::start();
+    let etcd = Etcd::start();
+    kafka.create_topic("nginx", 2);
+    kafka.create_topic("app", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(logs.join("app")).unwrap();
+    let access = logs.join("access.log");
+    std::fs::write(&access, "GET / 200\nGET /x 404\n").unwrap();
+    std::fs::write(logs.join("app/one.log"), "one-1\none-2\n").unwrap();
+    std::fs::write(
+        logs.join("app/two.log"),
+        "{\"@timestamp\":\"2026-11-25T14:00:00.1Z\",\"log.level\":\"info\",\"message\":\"hi\"}\n",
+    )
+    .unwrap();
+    let conf = dir.path().join("collect.json");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"[{{"path":"{}","topic":"nginx"}},{{"path":"{}/app/*.log","topic":"app","fields":{{"env":"test"}}}}]"#,
+            access.display(),
+            logs.display()
+        ),
+    )
+    .unwrap();
+    let allowed = format!("{}/**", logs.display());
+    let put = etcd_put(
+        &etcd.endpoint(),
+        &[
+            "put",
+            "--key",
+            "/logagent/{hostname}/collect_config",
+            "--file",
+            conf.to_str().unwrap(),
+            "--allowed-paths",
+            &allowed,
+        ],
+        None,
+    );
+    assert!(put.status.success(), "{}", stderr(&put));
+
+    let mut config = logagent::config::LocalConfig::default();
+    config.kafka.address = kafka.bootstrap_servers();
+    config.etcd.address = etcd.endpoint();
+    config.etcd.collect_log_key = "/logagent/{hostname}/collect_config".into();
+    config.agent.data_dir = dir.path().join("data");
+    config.agent.allowed_paths = allowed;
+    config.agent.metrics_address = String::new();
+    config.agent.hostname = "web1".into();
+    config.agent.poll_interval_ms = 20;
+    let shutdown = Shutdown::new();
+    let sd = shutdown.clone();
+    let agent = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let a = logagent::agent::start(config, sd).await.unwrap();
+            a.task.await.unwrap().unwrap();
+        })
+    });
+
+    let nginx = read(&kafka.bootstrap_servers(), "nginx", 2);
+    let app = read(&kafka.bootstrap_servers(), "app", 3);
+    shutdown.trigger();
+    agent.join().unwrap();
+
+    assert_eq!(
+        nginx
+            .iter()
+            .map(|v| v["message"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["GET / 200", "GET /x 404"]
+    );
+    assert_eq!(nginx[1]["log"]["offset"], 10);
+    assert_eq!(nginx[0]["host"]["name"], "web1");
+    assert_eq!(
+        nginx[0]["log"]["file"]["path"],
+        access.display().to_string()
+    );
+    assert!(nginx[0].get("fields").is_none());
+    let mut app_msgs: Vec<&str> = app.iter().map(|v| v["message"].as_str().unwrap()).collect();
+    app_msgs.sort();
+    assert_eq!(
+        app_msgs,
+        [
+            "one-1",
+            "one-2",
+            "{\"@timestamp\":\"2026-11-25T14:00:00.1Z\",\"log.level\":\"info\",\"message\":\"hi\"}"
+        ]
+    );
+    assert!(
+        app.iter()
+            .all(|v| v["fields"] == serde_json::json!({"env": "test"}))
+    );
+}
+
+/// Reads a topic until `n` messages, then 1.5 s more to catch extras.
+fn read(brokers: &str, topic: &str, n: usize) -> Vec<serde_json::Value> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "etcd-put-tests")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while Instant::now() < deadline
+        && (out.len() < n || last.elapsed() < Duration::from_millis(1500))
+    {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
+            last = Instant::now();
+        }
+    }
+    assert_eq!(out.len(), n, "topic {topic}");
+    out
+}

@@ -1,0 +1,318 @@
+//! Wires the agent together: local config → checkpoints, metrics, Kafka sink → etcd watch →
+//! supervisor, and the shutdown sequence (stop reading, flush the producer, write
+//! checkpoints).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use service_kit::shutdown::Shutdown;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{CheckpointError, CheckpointStore, write_atomically};
+use crate::collect_config::{self, AllowedPaths, CollectConfig, CollectConfigError};
+use crate::config::LocalConfig;
+use crate::metrics::Metrics;
+use crate::sinks::kafka::KafkaSink;
+use crate::sinks::{InFlightLimit, Sink, SinkError};
+use crate::sources::etcd_watch::{ConfigUpdate, EtcdWatch};
+use crate::sources::file::tailer::{TailContext, TailSettings};
+use crate::supervisor::Supervisor;
+
+/// Name of the cached collect config inside `data_dir`.
+pub const CACHED_CONFIG_FILE: &str = "collect_config.json";
+
+/// Why the agent could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// `data_dir` cannot be created.
+    #[error(
+        "cannot create data_dir {path}: {source}; set [agent] data_dir to a writable directory"
+    )]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `allowed_paths` is invalid.
+    #[error(transparent)]
+    Policy(#[from] CollectConfigError),
+    /// Checkpoints cannot be read or written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The producer cannot be created or flushed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The metrics endpoint cannot listen.
+    #[error("cannot serve metrics on {address}: {reason}; change [agent] metrics_address")]
+    Metrics {
+        /// The address.
+        address: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedConfig {
+    key: String,
+    revision: i64,
+    config: CollectConfig,
+}
+
+/// A started agent.
+pub struct RunningAgent {
+    /// Where `/metrics` listens, if enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The checkpoint file.
+    pub checkpoint_path: PathBuf,
+    /// Ends after shutdown was triggered and everything was flushed.
+    pub task: JoinHandle<Result<(), AgentError>>,
+}
+
+struct State {
+    supervisor: Supervisor,
+    allowed: AllowedPaths,
+    metrics: Arc<Metrics>,
+    data_dir: PathBuf,
+    key: String,
+    applied_revision: Option<i64>,
+    rejected_revision: Option<i64>,
+}
+
+/// Starts the agent; returns once the first collect config (from etcd, or the cache when
+/// etcd does not answer within `[etcd] timeout`) is running.
+pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAgent, AgentError> {
+    let data_dir = config.agent.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| AgentError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let allowed = AllowedPaths::new(&config.agent.allowed_path_globs())?;
+    let store = Arc::new(CheckpointStore::open(&data_dir)?);
+    let metrics = Arc::new(Metrics::default());
+
+    let metrics_addr = if config.agent.metrics_address.is_empty() {
+        None
+    } else {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let (addr, _task) = service_kit::metrics::serve(
+            &config.agent.metrics_address,
+            Arc::new(registry),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|e| AgentError::Metrics {
+            address: config.agent.metrics_address.clone(),
+            reason: e.to_string(),
+        })?;
+        log::info!("metrics on http://{addr}/metrics");
+        Some(addr)
+    };
+
+    let limit = InFlightLimit::new(
+        config.kafka.chan_size,
+        (config.kafka.queue_max_kbytes as usize).saturating_mul(1024),
+    );
+    let sink = Arc::new(KafkaSink::new(
+        &config.kafka.brokers(),
+        &config.kafka.compression,
+        config.kafka.linger_ms,
+        limit.clone(),
+        Arc::clone(&metrics),
+    )?);
+    let host = config.agent.host_name();
+    let ctx = Arc::new(TailContext {
+        sink: Arc::clone(&sink) as Arc<dyn Sink>,
+        limit: limit.clone(),
+        store: Arc::clone(&store),
+        metrics: Arc::clone(&metrics),
+        host,
+        allowed: allowed.clone(),
+        settings: TailSettings {
+            max_line_bytes: config.agent.max_line_bytes,
+            poll_interval: Duration::from_millis(config.agent.poll_interval_ms.max(1)),
+            close_renamed_after: Duration::from_millis(config.agent.close_renamed_after_ms),
+        },
+    });
+    let key = config.collect_key();
+    let mut state = State {
+        supervisor: Supervisor::new(
+            ctx,
+            Duration::from_millis(config.agent.scan_interval_ms.max(10)),
+        ),
+        allowed,
+        metrics: Arc::clone(&metrics),
+        data_dir: data_dir.clone(),
+        key: key.clone(),
+        applied_revision: None,
+        rejected_revision: None,
+    };
+
+    let (tx, mut rx) = mpsc::channel::<ConfigUpdate>(16);
+    let watch_cancel = CancellationToken::new();
+    let watch = EtcdWatch {
+        endpoints: config.etcd.endpoints(),
+        timeout: config.etcd.timeout(),
+        key: key.clone(),
+    };
+    log::info!("collect config key {key} on etcd {:?}", watch.endpoints);
+    let watch_task = tokio::spawn(watch.run(tx, watch_cancel.clone()));
+
+    match tokio::time::timeout(config.etcd.timeout(), rx.recv()).await {
+        Ok(Some(update)) => {
+            // A config rejected at startup has no running predecessor: the cached one is it.
+            if !state.apply(update).await {
+                state.run_cached().await;
+            }
+        }
+        _ => state.run_cached().await,
+    }
+
+    let checkpoint_interval = Duration::from_millis(config.agent.checkpoint_interval_ms.max(10));
+    let flush_timeout = Duration::from_secs(config.agent.flush_timeout);
+    let checkpoint_path = store.path().to_path_buf();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(checkpoint_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                update = rx.recv() => match update {
+                    Some(u) => {
+                        state.apply(u).await;
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    if let Err(e) = store.flush() {
+                        log::error!("{e}");
+                    }
+                    metrics.send_lag_bytes.set(store.lag_bytes());
+                    metrics.lines_in_flight.set(limit.held_lines() as i64);
+                }
+            }
+        }
+        log::info!("shutting down: stop reading, flush Kafka, write checkpoints");
+        watch_cancel.cancel();
+        state.supervisor.stop_all().await;
+        let flushed = {
+            let sink = Arc::clone(&sink);
+            tokio::task::spawn_blocking(move || sink.flush(flush_timeout))
+                .await
+                .unwrap_or(Ok(()))
+        };
+        let _ = watch_task.await;
+        store.flush()?;
+        log::info!("checkpoints written to {}", store.path().display());
+        // Not everything acknowledged (broker down at shutdown) is not a loss: the
+        // checkpoints stop before those lines and the next start re-sends them.
+        if let Err(e) = flushed {
+            log::error!("{e}");
+        }
+        Ok(())
+    });
+    Ok(RunningAgent {
+        metrics_addr,
+        checkpoint_path,
+        task,
+    })
+}
+
+impl State {
+    /// Applies an update; false when it was rejected (the running config stays).
+    async fn apply(&mut self, update: ConfigUpdate) -> bool {
+        let config = match &update.value {
+            None => {
+                log::warn!(
+                    "collect config key {} does not exist (or was deleted); collecting nothing",
+                    self.key
+                );
+                CollectConfig::default()
+            }
+            Some(bytes) => match collect_config::parse(bytes, &self.allowed) {
+                Ok(c) => c,
+                Err(e) => {
+                    if self.rejected_revision != Some(update.revision) {
+                        self.rejected_revision = Some(update.revision);
+                        self.metrics.configs_rejected.inc();
+                    }
+                    log::error!(
+                        "rejected collect config at {} revision {}: {e}; still running the previous one",
+                        self.key,
+                        update.revision
+                    );
+                    return false;
+                }
+            },
+        };
+        let diff = self.supervisor.apply(&config).await;
+        if !diff.is_empty() || self.applied_revision != Some(update.revision) {
+            log::info!(
+                "collect config revision {}: {} started, {} stopped, {} unchanged",
+                update.revision,
+                diff.added.len(),
+                diff.removed.len(),
+                diff.kept
+            );
+        }
+        self.applied_revision = Some(update.revision);
+        self.metrics.collect_config_revision.set(update.revision);
+        let cached = CachedConfig {
+            key: self.key.clone(),
+            revision: update.revision,
+            config,
+        };
+        if let Ok(bytes) = serde_json::to_vec_pretty(&cached)
+            && let Err(e) = write_atomically(&self.data_dir.join(CACHED_CONFIG_FILE), &bytes)
+        {
+            log::warn!("cannot cache the collect config: {e}");
+        }
+        true
+    }
+
+    async fn run_cached(&mut self) {
+        let path = self.data_dir.join(CACHED_CONFIG_FILE);
+        match read_cached(&path, &self.allowed) {
+            Ok(Some(cached)) => {
+                log::warn!(
+                    "etcd did not answer; running from the last good collect config cached in {} \
+                     (key {}, revision {}) until it does",
+                    path.display(),
+                    cached.key,
+                    cached.revision
+                );
+                self.supervisor.apply(&cached.config).await;
+                self.applied_revision = Some(cached.revision);
+                self.metrics.collect_config_revision.set(cached.revision);
+            }
+            Ok(None) => log::warn!(
+                "etcd did not answer and no collect config is cached in {}; collecting nothing until etcd answers",
+                path.display()
+            ),
+            Err(e) => log::error!(
+                "etcd did not answer and the cached collect config {} is unusable: {e}",
+                path.display()
+            ),
+        }
+    }
+}
+
+fn read_cached(path: &Path, allowed: &AllowedPaths) -> Result<Option<CachedConfig>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let cached: CachedConfig = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    collect_config::validate(&cached.config, allowed).map_err(|e| e.to_string())?;
+    Ok(Some(cached))
+}

@@ -1,0 +1,317 @@
+//! The collect config stored in etcd: which files go to which Kafka topic.
+//!
+//! The value under the agent's key is a JSON array:
+//!
+//! ```json
+//! [
+//!   {"path": "/var/log/nginx/access.log", "topic": "nginx"},
+//!   {"path": "/var/log/app/*.log", "topic": "app", "fields": {"env": "prod"}}
+//! ]
+//! ```
+//!
+//! * `path` (required): an absolute file path or glob (`*`, `?`, `[...]`, `**`). It must lie
+//!   under one of the agent's `allowed_paths`; `..` components are refused.
+//! * `topic` (required): the Kafka topic, 1–249 characters of `A-Z a-z 0-9 . _ -`.
+//! * `fields` (optional): a JSON object copied into every message as `fields`, for example
+//!   to tag the environment or the team owning the file.
+//!
+//! Unknown fields are rejected, so a typo (`"topc"`) is an error and not a silently ignored
+//! setting. The same code validates in `etcd-put` before anything is written.
+
+use std::collections::HashSet;
+use std::path::{Component, Path};
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+
+/// Longest topic name Kafka accepts.
+const MAX_TOPIC_LEN: usize = 249;
+
+/// One collected path (file or glob) and where its lines go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectEntry {
+    /// Absolute file path or glob.
+    pub path: String,
+    /// Kafka topic the lines are produced to.
+    pub topic: String,
+    /// Static fields added to every message of this entry as `fields`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl CollectEntry {
+    /// A stable identity for diffing: two entries with the same path, topic and fields are
+    /// the same running task.
+    pub fn identity(&self) -> String {
+        // serde_json's Map is ordered (BTreeMap), so this string is canonical.
+        serde_json::to_string(self).unwrap_or_else(|_| format!("{}\u{0}{}", self.path, self.topic))
+    }
+}
+
+/// A validated collect config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CollectConfig {
+    /// The entries, in the order written.
+    pub entries: Vec<CollectEntry>,
+}
+
+/// Why a collect config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectConfigError {
+    /// Not JSON, or JSON that does not fit the schema (wrong type, unknown or missing field).
+    #[error(
+        "collect config does not match the schema: {0}; expected a JSON array of \
+         {{\"path\": \"<file or glob>\", \"topic\": \"<kafka topic>\", \"fields\"?: {{...}}}}"
+    )]
+    Schema(#[source] serde_json::Error),
+    /// One entry is wrong; `index` counts from 0 in the array.
+    #[error("collect config entry #{index} (path {path:?}, topic {topic:?}): {problem}")]
+    Entry {
+        /// Position in the JSON array, from 0.
+        index: usize,
+        /// The entry's path as written.
+        path: String,
+        /// The entry's topic as written.
+        topic: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// The agent's own `allowed_paths` cannot be compiled.
+    #[error(
+        "allowed_paths glob {glob:?} is invalid: {source}; fix [agent] allowed_paths in the local config"
+    )]
+    AllowedGlob {
+        /// The glob as written.
+        glob: String,
+        /// What globset said.
+        #[source]
+        source: globset::Error,
+    },
+}
+
+/// The agent's path policy: etcd may only name files matching one of these globs.
+#[derive(Debug, Clone)]
+pub struct AllowedPaths {
+    globs: Vec<String>,
+    set: GlobSet,
+}
+
+impl AllowedPaths {
+    /// Compiles `allowed_paths`. `*` stays within one directory, `**` crosses directories.
+    pub fn new(globs: &[String]) -> Result<Self, CollectConfigError> {
+        let mut builder = GlobSetBuilder::new();
+        for glob in globs {
+            builder.add(compile_glob(glob)?);
+        }
+        let set = builder
+            .build()
+            .map_err(|source| CollectConfigError::AllowedGlob {
+                glob: globs.join(","),
+                source,
+            })?;
+        Ok(AllowedPaths {
+            globs: globs.to_vec(),
+            set,
+        })
+    }
+
+    /// A policy that allows everything (`etcd-put` without `--allowed-paths`).
+    pub fn any() -> Self {
+        // "/**" is a constant that always compiles.
+        Self::new(&["/**".to_string()]).unwrap_or(AllowedPaths {
+            globs: Vec::new(),
+            set: GlobSet::empty(),
+        })
+    }
+
+    /// Whether a concrete path (or a glob taken literally) lies under the policy.
+    pub fn allows(&self, path: &Path) -> bool {
+        self.set.is_match(path)
+    }
+
+    /// The globs, for error messages.
+    pub fn globs(&self) -> &[String] {
+        &self.globs
+    }
+}
+
+fn compile_glob(glob: &str) -> Result<Glob, CollectConfigError> {
+    GlobBuilder::new(glob)
+        .literal_separator(true)
+        .build()
+        .map_err(|source| CollectConfigError::AllowedGlob {
+            glob: glob.to_string(),
+            source,
+        })
+}
+
+/// Parses and validates a collect config against the schema and the path policy.
+pub fn parse(bytes: &[u8], allowed: &AllowedPaths) -> Result<CollectConfig, CollectConfigError> {
+    let entries: Vec<CollectEntry> =
+        serde_json::from_slice(bytes).map_err(CollectConfigError::Schema)?;
+    let config = CollectConfig { entries };
+    validate(&config, allowed)?;
+    Ok(config)
+}
+
+/// Checks every entry: absolute path without `..`, a glob that compiles, a valid topic, no
+/// duplicate (path, topic) pair, and the path under `allowed`.
+pub fn validate(config: &CollectConfig, allowed: &AllowedPaths) -> Result<(), CollectConfigError> {
+    let mut seen = HashSet::new();
+    for (index, entry) in config.entries.iter().enumerate() {
+        let fail = |problem: String| CollectConfigError::Entry {
+            index,
+            path: entry.path.clone(),
+            topic: entry.topic.clone(),
+            problem,
+        };
+        let path = Path::new(&entry.path);
+        if entry.path.is_empty() {
+            return Err(fail(
+                "path is empty; give an absolute file path or glob".into(),
+            ));
+        }
+        if !path.is_absolute() {
+            return Err(fail(
+                "path is relative; give an absolute path such as /var/log/app.log".into(),
+            ));
+        }
+        if path.components().any(|c| c == Component::ParentDir) {
+            return Err(fail(
+                "path contains `..`; write the path without parent-directory steps".into(),
+            ));
+        }
+        if entry.path.contains('\0') {
+            return Err(fail("path contains a NUL byte".into()));
+        }
+        if let Err(e) = glob::Pattern::new(&entry.path) {
+            return Err(fail(format!("path is not a valid glob: {e}")));
+        }
+        if let Err(problem) = check_topic(&entry.topic) {
+            return Err(fail(problem));
+        }
+        if !allowed.allows(path) {
+            return Err(fail(format!(
+                "path is outside allowed_paths [{}]; collect a file under those, or extend \
+                 [agent] allowed_paths in the agent's local config",
+                allowed.globs().join(", ")
+            )));
+        }
+        if !seen.insert((entry.path.as_str(), entry.topic.as_str())) {
+            return Err(fail(
+                "the same path and topic appear twice; remove one of them".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("topic is empty; name the Kafka topic the lines go to".into());
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(format!(
+            "topic is {} characters long; Kafka allows at most {MAX_TOPIC_LEN}",
+            topic.len()
+        ));
+    }
+    if topic == "." || topic == ".." {
+        return Err("topic may not be `.` or `..`".into());
+    }
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic contains {c:?}; Kafka topics use only A-Z a-z 0-9 . _ -"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed() -> AllowedPaths {
+        AllowedPaths::new(&["/var/log/**".to_string(), "/tmp/agent-*/**".to_string()]).unwrap()
+    }
+
+    fn err(json: &str) -> String {
+        parse(json.as_bytes(), &allowed()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_valid_config_with_fields_parses() {
+        let c = parse(
+            br#"[{"path":"/var/log/a.log","topic":"a"},{"path":"/var/log/app/*.log","topic":"app","fields":{"env":"prod"}}]"#,
+            &allowed(),
+        )
+        .unwrap();
+        assert_eq!(c.entries.len(), 2);
+        assert_eq!(c.entries[1].fields.as_ref().unwrap()["env"], "prod");
+        assert_eq!(parse(b"[]", &allowed()).unwrap().entries.len(), 0);
+    }
+
+    #[test]
+    fn unknown_fields_and_wrong_types_are_schema_errors_with_position() {
+        let e = err(r#"[{"path":"/var/log/a.log","topc":"a"}]"#);
+        assert!(e.contains("unknown field `topc`"), "{e}");
+        assert!(e.contains("line 1 column"), "{e}");
+        assert!(err(r#"{"path":"/var/log/a.log","topic":"a"}"#).contains("expected a sequence"));
+        assert!(err(r#"[{"path":"/var/log/a.log"}]"#).contains("missing field `topic`"));
+        assert!(err("not json").contains("does not match the schema"));
+    }
+
+    #[test]
+    fn paths_outside_policy_relative_or_with_parent_steps_are_refused() {
+        let e =
+            err(r#"[{"path":"/var/log/a.log","topic":"a"},{"path":"/etc/passwd","topic":"a"}]"#);
+        assert!(
+            e.contains("entry #1") && e.contains("outside allowed_paths"),
+            "{e}"
+        );
+        assert!(err(r#"[{"path":"/var/log/../../etc/shadow","topic":"a"}]"#).contains("`..`"));
+        assert!(err(r#"[{"path":"var/log/a.log","topic":"a"}]"#).contains("relative"));
+        assert!(err(r#"[{"path":"/var/log*/a.log","topic":"a"}]"#).contains("outside"));
+        assert!(parse(br#"[{"path":"/var/log/**/*.log","topic":"a"}]"#, &allowed()).is_ok());
+    }
+
+    #[test]
+    fn bad_topics_and_duplicates_are_refused() {
+        assert!(err(r#"[{"path":"/var/log/a.log","topic":""}]"#).contains("topic is empty"));
+        assert!(err(r#"[{"path":"/var/log/a.log","topic":"a b"}]"#).contains("' '"));
+        let long = "t".repeat(250);
+        assert!(
+            err(&format!(
+                r#"[{{"path":"/var/log/a.log","topic":"{long}"}}]"#
+            ))
+            .contains("at most 249")
+        );
+        let dup =
+            err(r#"[{"path":"/var/log/a.log","topic":"a"},{"path":"/var/log/a.log","topic":"a"}]"#);
+        assert!(dup.contains("entry #1") && dup.contains("twice"), "{dup}");
+    }
+
+    #[test]
+    fn the_example_collect_config_is_valid() {
+        let c = parse(include_bytes!("../examples/collect.json"), &allowed()).unwrap();
+        assert_eq!(c.entries.len(), 2);
+    }
+
+    #[test]
+    fn identity_ignores_nothing_that_changes_output() {
+        let a = CollectEntry {
+            path: "/var/log/a".into(),
+            topic: "t".into(),
+            fields: None,
+        };
+        let mut b = a.clone();
+        assert_eq!(a.identity(), b.identity());
+        b.topic = "u".into();
+        assert_ne!(a.identity(), b.identity());
+    }
+}

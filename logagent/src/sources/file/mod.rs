@@ -1,0 +1,98 @@
+//! The file source: one task per collect-config entry expands its glob every
+//! `scan_interval_ms` and starts a [`tailer::Tailer`] for each matching file it is not yet
+//! following.
+
+pub mod identity;
+pub mod lines;
+pub mod tailer;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::collect_config::CollectEntry;
+use tailer::{TailContext, TailEnd, Tailer};
+
+/// How long a refused path is left alone before it is tried again.
+const RETRY_REFUSED_AFTER: Duration = Duration::from_secs(60);
+
+/// Follows every file matching one entry's path.
+pub struct FileSource {
+    ctx: Arc<TailContext>,
+    entry: CollectEntry,
+    scan_interval: Duration,
+}
+
+impl FileSource {
+    /// A source for `entry`.
+    pub fn new(ctx: Arc<TailContext>, entry: CollectEntry, scan_interval: Duration) -> Self {
+        FileSource {
+            ctx,
+            entry,
+            scan_interval,
+        }
+    }
+
+    /// Scans and tails until cancelled; then waits for its tailers to stop.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut tailers: HashMap<PathBuf, JoinHandle<TailEnd>> = HashMap::new();
+        // Paths refused (outside allowed_paths after resolving symlinks, or unreadable) are
+        // retried only after a while, so a bad file logs once a minute, not every scan.
+        let mut refused: HashMap<PathBuf, Instant> = HashMap::new();
+        loop {
+            let done: Vec<PathBuf> = tailers
+                .iter()
+                .filter(|(_, h)| h.is_finished())
+                .map(|(p, _)| p.clone())
+                .collect();
+            for path in done {
+                if let Some(h) = tailers.remove(&path)
+                    && let Ok(TailEnd::Refused) = h.await
+                {
+                    refused.insert(path, Instant::now());
+                }
+            }
+            refused.retain(|_, at| at.elapsed() < RETRY_REFUSED_AFTER);
+            for path in self.matches() {
+                if tailers.contains_key(&path) || refused.contains_key(&path) {
+                    continue;
+                }
+                let tailer = Tailer::new(
+                    Arc::clone(&self.ctx),
+                    path.clone(),
+                    self.entry.topic.clone(),
+                    self.entry.fields.clone(),
+                );
+                tailers.insert(path, tokio::spawn(tailer.run(cancel.child_token())));
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(self.scan_interval) => {}
+            }
+        }
+        for (_, h) in tailers {
+            let _ = h.await;
+        }
+    }
+
+    fn matches(&self) -> Vec<PathBuf> {
+        let paths = match glob::glob(&self.entry.path) {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!(
+                    "collect path {:?} is not a valid glob: {e}",
+                    self.entry.path
+                );
+                return Vec::new();
+            }
+        };
+        paths
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file() && self.ctx.allowed.allows(p))
+            .collect()
+    }
+}

@@ -1,0 +1,518 @@
+//! Follows one path: reads new lines, sends them, and survives rotation.
+//!
+//! * **Rename rotation** (`app.log` → `app.log.1`, new `app.log`): at end of file the path is
+//!   stat'ed; when it names another inode the old file is already drained, so the new file is
+//!   opened at once (its lines follow the old ones in the same partition). The old file stays
+//!   open for `close_renamed_after_ms` and is still read if a slow writer appends to it.
+//! * **copytruncate**: after every read the first bytes are compared with the fingerprint;
+//!   a shrunk file or a changed head means truncation. Bytes not read before the truncation
+//!   are read from the copy (a sibling whose name starts with the file's name and whose head
+//!   matches the old fingerprint), then, once every earlier line is acknowledged, reading
+//!   restarts at offset 0.
+//! * **Deletion**: the file is drained, kept for `close_renamed_after_ms`, then released.
+//!
+//! File reads are plain `pread`s on the runtime thread: they hit the page cache for a file
+//! that is being written, and 16 KiB at a time keeps each one short.
+
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::identity::FileIdentity;
+use super::lines::{Line, LineSplitter};
+use crate::checkpoint::{CheckpointStore, Claim, FileProgress};
+use crate::collect_config::AllowedPaths;
+use crate::encode::{FileEncoder, now_timestamp};
+use crate::metrics::Metrics;
+use crate::sinks::{AckToken, Held, InFlightLimit, SendError, Sink};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Tailing knobs, from `[agent]`.
+#[derive(Debug, Clone)]
+pub struct TailSettings {
+    /// Longest line shipped whole.
+    pub max_line_bytes: usize,
+    /// Pause between checks of an idle file.
+    pub poll_interval: Duration,
+    /// How long a renamed or deleted file is kept open after it was drained.
+    pub close_renamed_after: Duration,
+}
+
+/// What every tailer shares.
+pub struct TailContext {
+    /// Where lines go.
+    pub sink: Arc<dyn Sink>,
+    /// Bound on lines in flight.
+    pub limit: InFlightLimit,
+    /// Offsets.
+    pub store: Arc<CheckpointStore>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// `host.name`.
+    pub host: String,
+    /// Path policy, checked again on the resolved path (symlinks).
+    pub allowed: AllowedPaths,
+    /// Knobs.
+    pub settings: TailSettings,
+}
+
+/// Why a tailer ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TailEnd {
+    /// Asked to stop.
+    Cancelled,
+    /// The path does not exist (any more) and nothing is left to read.
+    Gone,
+    /// Another tailer reads this file for this topic.
+    Busy,
+    /// The path resolves outside `allowed_paths`, or cannot be opened.
+    Refused,
+}
+
+struct Open {
+    file: File,
+    identity: FileIdentity,
+    progress: Arc<FileProgress>,
+    splitter: LineSplitter,
+}
+
+struct Cancelled;
+
+/// A tailer for one path and topic.
+pub struct Tailer {
+    ctx: Arc<TailContext>,
+    path: PathBuf,
+    topic: String,
+    encoder: FileEncoder,
+    buf: Vec<u8>,
+    /// Encoded lines of the chunk being sent, reused from chunk to chunk.
+    batch: Batch,
+}
+
+/// Encoded lines in one buffer: `(end offset, start, len)` per line.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    lines: Vec<(u64, usize, usize)>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.lines.clear();
+    }
+
+    fn push(&mut self, encoder: &FileEncoder, ts: &str, line: Line<'_>) {
+        let start = self.bytes.len();
+        encoder.encode_into(&mut self.bytes, ts, line.bytes, line.truncated, line.offset);
+        self.lines.push((line.end, start, self.bytes.len() - start));
+    }
+}
+
+impl Tailer {
+    /// A tailer for `path` sending to `topic`, adding `fields` to each message.
+    pub fn new(
+        ctx: Arc<TailContext>,
+        path: PathBuf,
+        topic: String,
+        fields: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> Self {
+        let encoder = FileEncoder::new(&ctx.host, &path.to_string_lossy(), fields);
+        Tailer {
+            ctx,
+            path,
+            topic,
+            encoder,
+            buf: vec![0; READ_CHUNK],
+            batch: Batch::default(),
+        }
+    }
+
+    /// Runs until cancelled or until the path is gone and drained.
+    pub async fn run(mut self, cancel: CancellationToken) -> TailEnd {
+        let mut current: Option<Open> = None;
+        let mut lingering: Vec<(Open, Instant)> = Vec::new();
+        let end = loop {
+            if cancel.is_cancelled() {
+                break TailEnd::Cancelled;
+            }
+            if current.is_none() {
+                match self.open() {
+                    Ok(open) => current = Some(open),
+                    Err(end) if lingering.is_empty() => break end,
+                    Err(_) => {}
+                }
+            }
+            let mut busy = false;
+            if let Some(mut open) = current.take() {
+                match self.read_some(&mut open, &cancel).await {
+                    Err(Cancelled) => {
+                        current = Some(open);
+                        break TailEnd::Cancelled;
+                    }
+                    Ok(true) => {
+                        busy = true;
+                        current = Some(open);
+                    }
+                    Ok(false) => {
+                        if self.still_at_path(&open) {
+                            current = Some(open);
+                        } else {
+                            log::info!(
+                                "{}: renamed or deleted; drained, following the path from now on",
+                                self.path.display()
+                            );
+                            lingering.push((
+                                open,
+                                Instant::now() + self.ctx.settings.close_renamed_after,
+                            ));
+                            // Open the successor right away: no gap, and order is kept.
+                            continue;
+                        }
+                    }
+                }
+            }
+            let mut i = 0;
+            while i < lingering.len() {
+                match self.read_some(&mut lingering[i].0, &cancel).await {
+                    Err(Cancelled) => break,
+                    Ok(true) => {
+                        busy = true;
+                        lingering[i].1 = Instant::now() + self.ctx.settings.close_renamed_after;
+                        i += 1;
+                    }
+                    Ok(false) if Instant::now() >= lingering[i].1 => {
+                        let (mut open, _) = lingering.swap_remove(i);
+                        let ts = now_timestamp();
+                        let mut batch = std::mem::take(&mut self.batch);
+                        batch.clear();
+                        open.splitter.finish(|l| batch.push(&self.encoder, &ts, l));
+                        let sent = self.send(&open.progress, &batch, &cancel).await;
+                        self.batch = batch;
+                        if sent.is_err() {
+                            lingering.push((open, Instant::now()));
+                            break;
+                        }
+                        self.close(open);
+                    }
+                    Ok(false) => i += 1,
+                }
+            }
+            if cancel.is_cancelled() {
+                break TailEnd::Cancelled;
+            }
+            if !busy {
+                tokio::select! {
+                    _ = cancel.cancelled() => break TailEnd::Cancelled,
+                    _ = tokio::time::sleep(self.ctx.settings.poll_interval) => {}
+                }
+            }
+        };
+        if let Some(open) = current {
+            self.close(open);
+        }
+        for (open, _) in lingering {
+            self.close(open);
+        }
+        end
+    }
+
+    fn open(&self) -> Result<Open, TailEnd> {
+        let file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(TailEnd::Gone),
+            Err(e) => {
+                log::warn!(
+                    "{}: cannot open: {e}; skipping it until the next scan",
+                    self.path.display()
+                );
+                return Err(TailEnd::Refused);
+            }
+        };
+        match std::fs::canonicalize(&self.path) {
+            Ok(real) if self.ctx.allowed.allows(&real) => {}
+            Ok(real) => {
+                log::error!(
+                    "{}: resolves to {} which is outside allowed_paths; not collecting it",
+                    self.path.display(),
+                    real.display()
+                );
+                return Err(TailEnd::Refused);
+            }
+            Err(_) => return Err(TailEnd::Gone),
+        }
+        let path = self.path.to_string_lossy();
+        let claim = self
+            .ctx
+            .store
+            .claim(&self.topic, &path, &file)
+            .map_err(|e| {
+                log::warn!("{}: cannot read identity: {e}", self.path.display());
+                TailEnd::Refused
+            })?;
+        let (progress, offset) = match claim {
+            Claim::Granted { progress, offset } => (progress, offset),
+            Claim::Busy => return Err(TailEnd::Busy),
+        };
+        let identity = progress.committed().0;
+        log::info!(
+            "{}: tailing for topic {} from offset {offset}",
+            self.path.display(),
+            self.topic
+        );
+        self.ctx.metrics.files_watched.inc();
+        Ok(Open {
+            file,
+            identity,
+            progress,
+            splitter: LineSplitter::new(offset, self.ctx.settings.max_line_bytes),
+        })
+    }
+
+    fn close(&self, open: Open) {
+        self.ctx.store.release(&open.progress);
+        self.ctx.metrics.files_watched.dec();
+    }
+
+    /// Whether `path` still names the open file.
+    fn still_at_path(&self, open: &Open) -> bool {
+        match std::fs::metadata(&self.path) {
+            Ok(m) => m.dev() == open.identity.dev && m.ino() == open.identity.ino,
+            Err(_) => false,
+        }
+    }
+
+    /// Reads and sends one chunk; `Ok(false)` at end of file (after checking for truncation).
+    async fn read_some(
+        &mut self,
+        open: &mut Open,
+        cancel: &CancellationToken,
+    ) -> Result<bool, Cancelled> {
+        let pos = open.splitter.position();
+        let n = match open.file.read_at(&mut self.buf, pos) {
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!("{}: read failed at offset {pos}: {e}", self.path.display());
+                return Ok(false);
+            }
+        };
+        // A truncation between our last look and this read would make `buf` hold bytes of
+        // the new content: the head check after the read catches that before anything is sent.
+        let head_ok = open.identity.head_matches(&open.file).unwrap_or(true);
+        let size = open.file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        if !head_ok || size < pos {
+            self.truncated(open, cancel).await?;
+            return Ok(true);
+        }
+        if n == 0 {
+            if open.identity.is_partial() {
+                if let Ok((id, size)) = FileIdentity::of(&open.file) {
+                    open.identity = id;
+                    open.progress.observe(id, size);
+                }
+            } else {
+                open.progress.observe(open.identity, size);
+            }
+            return Ok(false);
+        }
+        self.ctx.metrics.bytes_read.inc_by(n as u64);
+        let ts = now_timestamp();
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        open.splitter
+            .push(&self.buf[..n], |l| batch.push(&self.encoder, &ts, l));
+        self.send(&open.progress, &batch, cancel).await?;
+        self.batch = batch;
+        Ok(true)
+    }
+
+    /// Ships the rest of the old content from the copy, waits until it is acknowledged,
+    /// then restarts at 0.
+    async fn truncated(
+        &mut self,
+        open: &mut Open,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        let pos = open.splitter.position();
+        log::info!(
+            "{}: truncated (copytruncate?) at offset {pos}",
+            self.path.display()
+        );
+        if let Some(copy) = find_copy(&self.path, &open.identity, pos) {
+            let mut at = pos;
+            loop {
+                let n = match copy.read_at(&mut self.buf, at) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                at += n as u64;
+                self.ctx.metrics.bytes_read.inc_by(n as u64);
+                let ts = now_timestamp();
+                let mut batch = std::mem::take(&mut self.batch);
+                batch.clear();
+                open.splitter
+                    .push(&self.buf[..n], |l| batch.push(&self.encoder, &ts, l));
+                self.send(&open.progress, &batch, cancel).await?;
+                self.batch = batch;
+            }
+        }
+        let ts = now_timestamp();
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        open.splitter.finish(|l| batch.push(&self.encoder, &ts, l));
+        self.send(&open.progress, &batch, cancel).await?;
+        self.batch = batch;
+        // The checkpoint must not mix the old content's offsets with the new content's.
+        while open.progress.in_flight() > 0 {
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(Cancelled),
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+        if let Ok((id, _)) = FileIdentity::of(&open.file) {
+            open.identity = id;
+            open.progress.reset(id);
+        }
+        open.splitter.reset(0);
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        progress: &Arc<FileProgress>,
+        batch: &Batch,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        let limit = &self.ctx.limit;
+        let mut rest = &batch.lines[..];
+        while !rest.is_empty() {
+            // Take permits for as many lines as fit at once: one wait per group, not per line.
+            let mut want = Held::default();
+            let mut n = 0;
+            for &(_, _, len) in rest {
+                let charge = limit.charge(len);
+                if n > 0
+                    && (want.lines + 1 > limit.max_lines()
+                        || want.bytes + charge > limit.max_bytes())
+                {
+                    break;
+                }
+                want.lines += 1;
+                want.bytes += charge;
+                n += 1;
+            }
+            let mut held = tokio::select! {
+                h = limit.acquire(want) => h,
+                _ = cancel.cancelled() => return Err(Cancelled),
+            };
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            for &(end, start, len) in group {
+                let payload = &batch.bytes[start..start + len];
+                let charged = limit.charge(len).min(held.bytes);
+                held.lines -= 1;
+                held.bytes -= charged;
+                self.ctx.metrics.lines_read.inc();
+                let token = AckToken {
+                    progress: Arc::clone(progress),
+                    seq: progress.register(end),
+                    charged,
+                };
+                if let Err(Cancelled) = self.send_one(payload, token, cancel).await {
+                    limit.release(held);
+                    return Err(Cancelled);
+                }
+            }
+            limit.release(held);
+        }
+        Ok(())
+    }
+
+    /// Hands one line to the sink, waiting while its queue is full.
+    async fn send_one(
+        &self,
+        payload: &[u8],
+        mut token: AckToken,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        // The producer's queue is full only if its limits were set below ours: back off so
+        // a hundred waiting tailers do not spin.
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self
+                .ctx
+                .sink
+                .try_send(&self.topic, self.encoder.key(), payload, token)
+            {
+                Ok(()) => return Ok(()),
+                Err(SendError::Full(t)) => {
+                    token = t;
+                    tokio::select! {
+                        _ = cancel.cancelled() => {
+                            token.progress.abandon(token.seq);
+                            self.ctx.limit.release(Held { lines: 1, bytes: token.charged });
+                            return Err(Cancelled);
+                        }
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(SendError::Rejected(t, why)) => {
+                    // Permanent: retrying cannot help, and holding the file back would stop
+                    // it forever. Counted and logged, then passed.
+                    log::error!(
+                        "{}: Kafka refused a line for topic {}: {why}; skipping it",
+                        self.path.display(),
+                        self.topic
+                    );
+                    self.ctx.metrics.lines_failed.inc();
+                    t.progress.ack(t.seq);
+                    self.ctx.limit.release(Held {
+                        lines: 1,
+                        bytes: t.charged,
+                    });
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The copy a copytruncate left next to `path`: same name prefix, head matching the
+/// fingerprint of the content we were reading, and longer than what we read.
+fn find_copy(path: &Path, identity: &FileIdentity, pos: u64) -> Option<File> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let dir = path.parent()?;
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(&name) && n != name
+        })
+        .map(|e| e.path())
+        .collect();
+    candidates.sort();
+    for c in candidates {
+        let Ok(f) = File::open(&c) else { continue };
+        let Ok(meta) = f.metadata() else { continue };
+        if meta.ino() == identity.ino && meta.dev() == identity.dev {
+            continue;
+        }
+        if meta.len() > pos && identity.head_matches(&f).unwrap_or(false) {
+            log::info!(
+                "{}: reading the rest of the truncated content from {}",
+                path.display(),
+                c.display()
+            );
+            return Some(f);
+        }
+    }
+    None
+}

@@ -1,0 +1,275 @@
+//! Shared scenario helpers: an in-process agent on its own runtime, etcd writes, topic
+//! reads and metric scrapes. Everything here is blocking so the tests read top to bottom.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use logagent::config::LocalConfig;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use service_kit::shutdown::Shutdown;
+
+pub const HOST: &str = "testhost";
+pub const IP: &str = "10.9.8.7";
+pub const KEY: &str = "/logagent/10.9.8.7/collect_config";
+
+/// A config with short intervals, for `logs` under `dir`.
+pub fn config(dir: &Path, kafka: &str, etcd: &str) -> LocalConfig {
+    let mut c = LocalConfig::default();
+    c.kafka.address = kafka.to_string();
+    c.kafka.linger_ms = 1;
+    c.etcd.address = etcd.to_string();
+    c.etcd.timeout = 2;
+    c.agent.data_dir = dir.join("data");
+    c.agent.allowed_paths = format!("{}/logs/**", dir.display());
+    c.agent.metrics_address = "127.0.0.1:0".to_string();
+    c.agent.hostname = HOST.to_string();
+    c.agent.ip = IP.to_string();
+    c.agent.poll_interval_ms = 20;
+    c.agent.scan_interval_ms = 100;
+    c.agent.checkpoint_interval_ms = 200;
+    c.agent.close_renamed_after_ms = 300;
+    c.agent.flush_timeout = 30;
+    c
+}
+
+/// The agent, running in this process on its own runtime.
+pub struct Agent {
+    shutdown: Shutdown,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    pub metrics: SocketAddr,
+}
+
+impl Agent {
+    pub fn start(config: LocalConfig) -> Agent {
+        init_log();
+        let shutdown = Shutdown::new();
+        let sd = shutdown.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                match logagent::agent::start(config, sd).await {
+                    Ok(a) => {
+                        let _ = tx.send(Ok(a.metrics_addr.unwrap()));
+                        a.task
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .map_err(|e| e.to_string())
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        Err("start failed".into())
+                    }
+                }
+            })
+        });
+        let metrics = rx
+            .recv()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("agent did not start: {e}"));
+        Agent {
+            shutdown,
+            thread: Some(thread),
+            metrics,
+        }
+    }
+
+    /// A metric's value (0 when not exported yet).
+    pub fn metric(&self, name: &str) -> f64 {
+        metric(&format!("http://{}/metrics", self.metrics), name)
+    }
+
+    /// Polls until `name` satisfies `ok`, or panics with its last value.
+    pub fn wait_metric(&self, name: &str, timeout: Duration, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.metric(name);
+            if ok(v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "metric {name} stuck at {v}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM-equivalent: stop reading, flush, write checkpoints.
+    pub fn stop(mut self) {
+        self.shutdown.trigger();
+        let r = self.thread.take().unwrap().join().unwrap();
+        r.unwrap_or_else(|e| panic!("agent stopped with an error: {e}"));
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn metric(url: &str, name: &str) -> f64 {
+    let Ok(resp) = test_servers::http_request("GET", url, None, b"") else {
+        return f64::NAN;
+    };
+    resp.body
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Writes `value` under `key`.
+pub fn etcd_put(endpoint: &str, key: &str, value: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = etcd_client::Client::connect([endpoint], None)
+            .await
+            .unwrap();
+        c.put(key, value, None).await.unwrap();
+    });
+}
+
+/// One shipped line, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shipped {
+    pub key: String,
+    pub path: String,
+    pub offset: u64,
+    pub message: String,
+    pub value: serde_json::Value,
+}
+
+/// Reads `topic` from the beginning until `expected` messages arrived, then until nothing
+/// new came for 1.5 s (so extra messages, e.g. duplicates, are seen too). Partition order.
+pub fn consume(brokers: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<Shipped> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "logagent-tests")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    let partitions = loop {
+        if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+            let n = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .map(|t| t.partitions().len())
+                .unwrap_or(0);
+            if n > 0 {
+                break n;
+            }
+        }
+        assert!(Instant::now() < deadline, "topic {topic} never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut parts: Vec<Vec<(i64, Shipped)>> = vec![Vec::new(); partitions];
+    let mut n = 0;
+    let mut last_new = Instant::now();
+    loop {
+        if n >= expected && last_new.elapsed() > Duration::from_millis(1500) {
+            break;
+        }
+        if n < expected && Instant::now() > deadline {
+            break;
+        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let value: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+            let s = Shipped {
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                path: value["log"]["file"]["path"].as_str().unwrap().to_string(),
+                offset: value["log"]["offset"].as_u64().unwrap(),
+                message: value["message"].as_str().unwrap().to_string(),
+                value,
+            };
+            parts[m.partition() as usize].push((m.offset(), s));
+            n += 1;
+            last_new = Instant::now();
+        }
+    }
+    parts
+        .into_iter()
+        .flat_map(|mut v| {
+            v.sort_by_key(|(o, _)| *o);
+            v.into_iter().map(|(_, s)| s)
+        })
+        .collect()
+}
+
+/// Messages of one file, in topic order.
+pub fn messages_of(shipped: &[Shipped], path: &Path) -> Vec<String> {
+    let p = path.to_string_lossy();
+    shipped
+        .iter()
+        .filter(|s| s.path == p)
+        .map(|s| s.message.clone())
+        .collect()
+}
+
+/// Appends `lines` to `path` (creating it), one write per call.
+pub fn append(path: &Path, lines: impl IntoIterator<Item = String>) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let mut buf = String::new();
+    for l in lines {
+        buf.push_str(&l);
+        buf.push('\n');
+    }
+    f.write_all(buf.as_bytes()).unwrap();
+}
+
+pub fn lines(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix} line {i:06}")).collect()
+}
+
+pub fn logs_dir(dir: &Path) -> PathBuf {
+    let d = dir.join("logs");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn entry(path: &Path, topic: &str) -> String {
+    format!(r#"{{"path":"{}","topic":"{topic}"}}"#, path.display())
+}
+
+/// The agent's log on stderr (shown for failing tests); level from TEST_LOG, default info.
+pub fn init_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let level = std::env::var("TEST_LOG").unwrap_or_else(|_| "info".into());
+        if let Ok(guard) = logger::Builder::new()
+            .level(level)
+            .output("console", logger::OutputConfig::console())
+            .init()
+        {
+            std::mem::forget(guard);
+        }
+    });
+}

@@ -1,0 +1,193 @@
+//! Scenarios: the broker freezes for 10 s (reading pauses at chan_size, nothing is dropped,
+//! everything arrives after it is back); etcd compacts and restarts (the watch resumes;
+//! later the agent starts with etcd down and runs from the cached config); a config
+//! rejected at startup leaves the cached one running.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use test_servers::{Etcd, Kafka};
+
+#[test]
+fn broker_frozen_for_10s_pauses_reading_at_chan_size_and_loses_nothing() {
+    let kafka = Kafka::start();
+    let etcd = Etcd::start();
+    kafka.create_topic("out", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs_dir(dir.path());
+    let f = logs.join("app.log");
+    append(&f, lines("o", 0..1000));
+    etcd_put(&etcd.endpoint(), KEY, &format!("[{}]", entry(&f, "out")));
+    let mut cfg = config(dir.path(), &kafka.bootstrap_servers(), &etcd.endpoint());
+    cfg.kafka.chan_size = 2000;
+    let agent = Agent::start(cfg);
+    agent.wait_metric("logagent_lines_sent_total", Duration::from_secs(30), |v| {
+        v >= 1000.0
+    });
+
+    kafka.pause();
+    let paused_at = Instant::now();
+    append(&f, lines("o", 1000..6000));
+    // reading stops at chan_size lines in flight and stays there while the broker is away
+    agent.wait_metric("logagent_lines_in_flight", Duration::from_secs(10), |v| {
+        v == 2000.0
+    });
+    while paused_at.elapsed() < Duration::from_secs(10) {
+        let read = agent.metric("logagent_lines_read_total");
+        assert!(
+            read <= 3000.0,
+            "read {read} lines: more than chan_size beyond what was acknowledged"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(agent.metric("logagent_lines_sent_total"), 1000.0);
+    kafka.resume();
+
+    agent.wait_metric("logagent_lines_sent_total", Duration::from_secs(120), |v| {
+        v >= 6000.0
+    });
+    agent.stop();
+    let shipped = consume(
+        &kafka.bootstrap_servers(),
+        "out",
+        6000,
+        Duration::from_secs(60),
+    );
+    assert_eq!(messages_of(&shipped, &f), lines("o", 0..6000));
+}
+
+#[test]
+fn etcd_restart_resumes_the_watch_and_etcd_down_at_start_uses_the_cached_config() {
+    let kafka = Kafka::start();
+    let mut etcd = Etcd::start();
+    kafka.create_topic("w", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs_dir(dir.path());
+    let a = logs.join("a.log");
+    let b = logs.join("b.log");
+    append(&a, lines("a", 0..10));
+    append(&b, lines("b", 0..10));
+    etcd_put(&etcd.endpoint(), KEY, &format!("[{}]", entry(&a, "w")));
+    let agent = Agent::start(config(
+        dir.path(),
+        &kafka.bootstrap_servers(),
+        &etcd.endpoint(),
+    ));
+    agent.wait_metric("logagent_lines_sent_total", Duration::from_secs(30), |v| {
+        v >= 10.0
+    });
+
+    // history compacted up to now: the running watch carries on (a watch that had to
+    // start below the compacted revision would be canceled; the agent then re-reads)
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = etcd_client::Client::connect([etcd.endpoint()], None)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            c.put("/other", "x", None).await.unwrap();
+        }
+        let rev = c
+            .get("/other", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        c.compact(rev, None).await.unwrap();
+    });
+
+    etcd.restart();
+    etcd_put(
+        &etcd.endpoint(),
+        KEY,
+        &format!("[{},{}]", entry(&a, "w"), entry(&b, "w")),
+    );
+    agent.wait_metric("logagent_files_watched", Duration::from_secs(60), |v| {
+        v == 2.0
+    });
+    agent.wait_metric("logagent_lines_sent_total", Duration::from_secs(30), |v| {
+        v >= 20.0
+    });
+    agent.stop();
+
+    // etcd down: the agent starts from data_dir/collect_config.json (a and b)
+    etcd.stop();
+    append(&a, lines("a", 10..20));
+    append(&b, lines("b", 10..20));
+    let agent = Agent::start(config(
+        dir.path(),
+        &kafka.bootstrap_servers(),
+        &etcd.endpoint(),
+    ));
+    agent.wait_metric("logagent_files_watched", Duration::from_secs(10), |v| {
+        v == 2.0
+    });
+    agent.wait_metric("logagent_lines_sent_total", Duration::from_secs(30), |v| {
+        v >= 20.0
+    });
+    agent.stop();
+
+    let shipped = consume(&kafka.bootstrap_servers(), "w", 40, Duration::from_secs(30));
+    assert_eq!(
+        messages_of(&shipped, &a),
+        lines("a", 0..20),
+        "resumed from the checkpoint: no repeats"
+    );
+    assert_eq!(messages_of(&shipped, &b), lines("b", 0..20));
+    assert_eq!(shipped.len(), 40);
+}
+
+#[test]
+fn a_config_rejected_at_startup_leaves_the_cached_one_running() {
+    let kafka = Kafka::start();
+    let etcd = Etcd::start();
+    kafka.create_topic("rej", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs_dir(dir.path());
+    let a = logs.join("a.log");
+    append(&a, lines("a", 0..10));
+    etcd_put(&etcd.endpoint(), KEY, &format!("[{}]", entry(&a, "rej")));
+    let agent = Agent::start(config(
+        dir.path(),
+        &kafka.bootstrap_servers(),
+        &etcd.endpoint(),
+    ));
+    agent.wait_metric("logagent_lines_sent_total", Duration::from_secs(30), |v| {
+        v >= 10.0
+    });
+    agent.stop();
+
+    // while the agent is down someone writes a path outside allowed_paths
+    etcd_put(
+        &etcd.endpoint(),
+        KEY,
+        r#"[{"path":"/etc/passwd","topic":"rej"}]"#,
+    );
+    append(&a, lines("a", 10..20));
+    let agent = Agent::start(config(
+        dir.path(),
+        &kafka.bootstrap_servers(),
+        &etcd.endpoint(),
+    ));
+    assert_eq!(agent.metric("logagent_configs_rejected_total"), 1.0);
+    agent.wait_metric("logagent_lines_sent_total", Duration::from_secs(30), |v| {
+        v >= 10.0
+    });
+    assert_eq!(agent.metric("logagent_files_watched"), 1.0);
+    agent.stop();
+
+    let shipped = consume(
+        &kafka.bootstrap_servers(),
+        "rej",
+        20,
+        Duration::from_secs(30),
+    );
+    assert_eq!(messages_of(&shipped, &a), lines("a", 0..20));
+    assert_eq!(shipped.len(), 20);
+}
