@@ -1,0 +1,162 @@
+//! What the user writes: `transfer.ini` / `transfer.toml`, one section per component.
+//!
+//! Every value can be overridden from the environment as `LOGTRANSFER_<SECTION>_<KEY>`
+//! (for example `LOGTRANSFER_ES_ADDRESS`), see `service_kit::config::load`.
+
+use serde::Deserialize;
+
+pub use crate::sinks::elasticsearch::config::{BatchConfig, ElasticsearchConfig};
+
+/// Prefix of the environment overrides (`LOGTRANSFER_KAFKA_GROUP_ID`, ...).
+pub const ENV_PREFIX: &str = "LOGTRANSFER";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the logs are consumed from.
+    pub kafka: KafkaConfig,
+    /// Where the documents are indexed.
+    pub es: ElasticsearchConfig,
+    /// How documents are grouped into `_bulk` requests.
+    pub batch: BatchConfig,
+    /// Dead letters, metrics and shutdown.
+    pub transfer: TransferConfig,
+    /// When present, the topic list comes from an etcd key (watched live) instead of
+    /// `[kafka] topics`.
+    pub etcd: Option<EtcdConfig>,
+    /// logtransfer's own logs.
+    pub log: LogConfig,
+}
+
+/// `[log]`: logtransfer's own logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Level spec of our `logger`: `trace` .. `error`, optionally per target
+    /// (`info,rdkafka=warn`).
+    pub level: String,
+    /// A file to write JSON records to (ECS layout); empty for standard error only.
+    pub file: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            file: String::new(),
+        }
+    }
+}
+
+/// `[kafka]`: the consumer group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated `host:port`.
+    pub address: String,
+    /// Consumer group; every logtransfer of one deployment shares it so that partitions
+    /// are split between them.
+    pub group_id: String,
+    /// Topics to consume, comma-separated. Ignored when `[etcd]` is configured.
+    pub topics: String,
+    /// How long the broker waits for a silent member before giving its partitions to
+    /// another one (after a crash, partitions stay unowned this long).
+    pub session_timeout_ms: u64,
+    /// Upper bound of what librdkafka prefetches per partition while we are busy, in KiB:
+    /// part of the memory bound while Elasticsearch is down.
+    pub fetch_queue_kbytes: u64,
+    /// How often the acknowledged offsets are committed.
+    pub commit_interval_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:9092".into(),
+            group_id: "logtransfer".into(),
+            topics: "logs".into(),
+            session_timeout_ms: 10_000,
+            fetch_queue_kbytes: 8 * 1024,
+            commit_interval_ms: 1_000,
+        }
+    }
+}
+
+/// `[transfer]`: everything around the pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransferConfig {
+    /// Topic that receives documents Elasticsearch refused for good (mapping errors...),
+    /// with the error attached. Produced on the `[kafka] address` brokers.
+    pub dead_letter_topic: String,
+    /// Where `/metrics` (Prometheus text format) and `/health` are served; empty disables.
+    pub metrics_address: String,
+    /// On SIGINT/SIGTERM, how long in-flight bulks may take to finish before we give up
+    /// on them (they are then not committed and will be replayed, never lost).
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            dead_letter_topic: "logtransfer-dead-letter".into(),
+            metrics_address: "127.0.0.1:9103".into(),
+            shutdown_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// `[etcd]`: the topic list from an etcd key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// Endpoints, comma-separated (`http://127.0.0.1:2379`).
+    pub address: String,
+    /// Key holding the topics: a JSON array of strings (`["web","db"]`) or a
+    /// comma-separated list. `{hostname}` and `{ip}` are substituted.
+    pub key: String,
+    /// Connect and request timeout.
+    pub timeout_ms: u64,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        Self {
+            address: "http://127.0.0.1:2379".into(),
+            key: "/logtransfer/topics".into(),
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use service_kit::config::{Format, load_str};
+
+    #[test]
+    fn example_configs_load() {
+        let ini: Config =
+            load_str(include_str!("../examples/transfer.ini"), Format::Ini, None).unwrap();
+        assert_eq!(ini.es.index, "logs-{topic}-%Y.%m.%d");
+        assert_eq!(ini.batch.max_docs, 1000);
+        assert_eq!(ini.batch.max_bytes, 5_242_880);
+        assert!(!ini.es.tls);
+        assert!(ini.etcd.is_none());
+        let toml: Config = load_str(
+            include_str!("../examples/transfer.toml"),
+            Format::Toml,
+            None,
+        )
+        .unwrap();
+        assert_eq!(toml.kafka.topics, "logs");
+        assert_eq!(toml.etcd.unwrap().key, "/logtransfer/topics");
+        assert_eq!(toml.transfer.metrics_address, "127.0.0.1:9103");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(load_str::<Config>("[es]\nadress = x\n", Format::Ini, None).is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! Self-metrics, served on `/metrics` by `service_kit::metrics::serve`.
+//!
+//! Consumer lag: tansu (our test broker) reports a wrong high watermark on memory storage,
+//! so lag is not "high watermark - committed". It is measured from what we know for sure:
+//! `logtransfer_consumer_lag{topic,partition}` = (highest offset consumed + 1) - committed
+//! offset, i.e. records read but not yet safely in Elasticsearch (or dead-lettered).
+//! Records still in Kafka that we have not fetched yet are not counted; compare
+//! `logtransfer_consumed_total` with the producers' counters for those.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of per-partition series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// Kafka topic.
+    pub topic: String,
+    /// Kafka partition.
+    pub partition: i64,
+}
+
+/// Labels of bulk request outcomes.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `ok`, `item_errors`, `failed`.
+    pub outcome: String,
+}
+
+/// Every metric logtransfer exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Records read from Kafka.
+    pub consumed: Counter,
+    /// Documents acknowledged by Elasticsearch.
+    pub indexed: Counter,
+    /// Document re-sends after a retriable per-item error.
+    pub retried: Counter,
+    /// Whole `_bulk` requests re-sent after a failure (refused, 429, 5xx).
+    pub request_retries: Counter,
+    /// Documents sent to the dead-letter topic.
+    pub dead_lettered: Counter,
+    /// `_bulk` requests by outcome.
+    pub bulk_requests: Family<OutcomeLabels, Counter>,
+    /// `_bulk` round-trip time, seconds.
+    pub bulk_latency: Histogram,
+    /// Consumed but not committed, per partition (see the module docs).
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// 1 while consumption is paused because the sink is full (Elasticsearch slow or down).
+    pub paused: Gauge,
+    /// The partitions `consumer_lag` currently has series for.
+    pub lag_partitions: Arc<Mutex<HashSet<PartitionLabels>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            consumed: Counter::default(),
+            indexed: Counter::default(),
+            retried: Counter::default(),
+            request_retries: Counter::default(),
+            dead_lettered: Counter::default(),
+            bulk_requests: Family::default(),
+            bulk_latency: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            consumer_lag: Family::default(),
+            paused: Gauge::default(),
+            lag_partitions: Arc::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Registers everything under the `logtransfer_` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("logtransfer");
+        r.register("consumed", "Records read from Kafka", self.consumed.clone());
+        r.register(
+            "indexed",
+            "Documents acknowledged by Elasticsearch",
+            self.indexed.clone(),
+        );
+        r.register(
+            "retried",
+            "Documents re-sent after a retriable item error",
+            self.retried.clone(),
+        );
+        r.register(
+            "request_retries",
+            "Whole _bulk requests re-sent after a failure",
+            self.request_retries.clone(),
+        );
+        r.register(
+            "dead_lettered",
+            "Documents sent to the dead-letter topic",
+            self.dead_lettered.clone(),
+        );
+        r.register(
+            "bulk_requests",
+            "_bulk requests by outcome",
+            self.bulk_requests.clone(),
+        );
+        r.register(
+            "bulk_latency_seconds",
+            "_bulk round-trip time",
+            self.bulk_latency.clone(),
+        );
+        r.register(
+            "consumer_lag",
+            "Records consumed but not yet committed (highest consumed offset + 1 - committed)",
+            self.consumer_lag.clone(),
+        );
+        r.register(
+            "paused",
+            "1 while consumption is paused by back-pressure",
+            self.paused.clone(),
+        );
+    }
+}

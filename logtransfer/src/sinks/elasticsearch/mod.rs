@@ -1,0 +1,12 @@
+//! The Elasticsearch sink, split by role (after Vector's): `config` (what the user writes),
+//! `encoder` (record -> bulk lines), `request_builder` (lines -> requests), `retry` (what
+//! is retried and when), `service` (the HTTP call), `sink` (the driver loop), `template`
+//! (the index template installed on start).
+
+pub mod config;
+pub mod encoder;
+pub mod request_builder;
+pub mod retry;
+pub mod service;
+pub mod sink;
+pub mod template;

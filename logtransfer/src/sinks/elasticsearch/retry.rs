@@ -1,0 +1,128 @@
+//! What is retried and when.
+//!
+//! Per document (an item of a `_bulk` response):
+//! - 2xx: indexed;
+//! - 429 (rejected, read-only-allow-delete block), 5xx, 408: retried with backoff, at most
+//!   `item_max_retries` times, then dead-lettered;
+//! - anything else (400 mapping errors, 403 blocks, 404, 409...): dead-lettered at once,
+//!   since resending the same document gets the same answer.
+//!
+//! Per request (the whole `_bulk` call):
+//! - refused, timed out, reset, 429, 5xx, 401/403/404 (credentials or URL being fixed):
+//!   retried without limit with backoff: they say nothing about the documents, and the
+//!   driver stops consuming meanwhile, so memory stays bounded;
+//! - 400 and 413 (a document the request parser cannot take, a body too large): the batch
+//!   is split in halves until the culprit is alone, which is then dead-lettered.
+
+use std::time::Duration;
+
+/// What to do with one document after a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemAction {
+    /// Indexed.
+    Done,
+    /// Send again later.
+    Retry,
+    /// Give up: to the dead-letter topic.
+    DeadLetter,
+}
+
+/// Classifies an item status.
+pub fn item_action(status: u16) -> ItemAction {
+    match status {
+        200..=299 => ItemAction::Done,
+        408 | 429 | 500..=599 => ItemAction::Retry,
+        _ => ItemAction::DeadLetter,
+    }
+}
+
+/// What to do with a whole request that got no usable response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestAction {
+    /// Wait, then send the same batch again.
+    Retry,
+    /// Split the batch to find the document at fault.
+    Split,
+}
+
+/// Classifies a whole-request HTTP status (`None`: no response at all).
+pub fn request_action(status: Option<u16>) -> RequestAction {
+    match status {
+        Some(400 | 413) => RequestAction::Split,
+        _ => RequestAction::Retry,
+    }
+}
+
+/// Exponential backoff with jitter: attempt n waits a random time in
+/// `[d/2, d]` where `d = min(max, initial * 2^n)`, so that several logtransfers (or
+/// several in-flight batches) do not hammer a recovering cluster in step.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// A fresh backoff.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial: initial.max(Duration::from_millis(1)),
+            max: max.max(initial),
+            attempt: 0,
+        }
+    }
+
+    /// The delay before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let factor = 1u32 << self.attempt.min(20);
+        self.attempt = self.attempt.saturating_add(1);
+        let ceiling = self.initial.saturating_mul(factor).min(self.max);
+        let half = ceiling / 2;
+        let jitter_ms = fastrand::u64(0..=half.as_millis() as u64);
+        half + Duration::from_millis(jitter_ms)
+    }
+
+    /// Attempts so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Back to the first delay (after a success).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert_eq!(item_action(201), ItemAction::Done);
+        assert_eq!(item_action(200), ItemAction::Done);
+        assert_eq!(item_action(429), ItemAction::Retry);
+        assert_eq!(item_action(503), ItemAction::Retry);
+        assert_eq!(item_action(400), ItemAction::DeadLetter);
+        assert_eq!(item_action(403), ItemAction::DeadLetter);
+        assert_eq!(request_action(None), RequestAction::Retry);
+        assert_eq!(request_action(Some(429)), RequestAction::Retry);
+        assert_eq!(request_action(Some(503)), RequestAction::Retry);
+        assert_eq!(request_action(Some(401)), RequestAction::Retry);
+        assert_eq!(request_action(Some(413)), RequestAction::Split);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
+        for n in 0..10u32 {
+            let d = b.next_delay();
+            let ceiling = (100u64 << n).min(1000);
+            assert!(d.as_millis() as u64 >= ceiling / 2 && d.as_millis() as u64 <= ceiling);
+        }
+        assert_eq!(b.attempts(), 10);
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,350 @@
+//! The HTTP calls to Elasticsearch (reqwest): `_bulk` and the index template.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::config::ElasticsearchConfig;
+
+/// Why a request got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// No response: refused, reset, timed out.
+    #[error("request to {url} failed: {source} (is Elasticsearch up and reachable?)")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: reqwest::Error,
+    },
+    /// A non-2xx answer to the whole request.
+    #[error("{url} answered {status}: {body}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The start of the response body.
+        body: String,
+    },
+    /// A 2xx answer we could not read.
+    #[error("{url} answered something that is not a _bulk response: {reason}")]
+    Decode {
+        /// The URL.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl RequestError {
+    /// The HTTP status, if there was a response.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RequestError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Building the client from the configuration failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Nothing in `[es] address`.
+    #[error("[es] address is empty: give at least one node, e.g. http://127.0.0.1:9200")]
+    NoAddress,
+    /// HTTPS asked for in a build without TLS.
+    #[error(
+        "[es] address {0:?} needs TLS, but this logtransfer was built without it: rebuild with `--features tls`"
+    )]
+    TlsUnavailable(String),
+    /// The CA file could not be used.
+    #[error("[es] tls_ca_file {path:?}: {reason}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// reqwest refused the settings.
+    #[error("cannot build the HTTP client for Elasticsearch: {0}")]
+    Client(reqwest::Error),
+}
+
+/// The result of one document in a `_bulk` response.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ItemResult {
+    /// HTTP status of this document.
+    pub status: u16,
+    /// The error object, when it failed (`type`, `reason`, `caused_by`...).
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ItemWrapper {
+    #[serde(alias = "create", alias = "update", alias = "delete")]
+    index: ItemResult,
+}
+
+#[derive(Debug, Deserialize)]
+struct BulkResponseRaw {
+    #[serde(default)]
+    errors: bool,
+    items: Vec<ItemWrapper>,
+}
+
+/// A `_bulk` response.
+#[derive(Debug, Clone)]
+pub struct BulkResponse {
+    /// True when at least one item failed.
+    pub errors: bool,
+    /// One per document, in request order.
+    pub items: Vec<ItemResult>,
+}
+
+/// The Elasticsearch client: nodes taken round-robin, auth applied to every call.
+#[derive(Debug)]
+pub struct ElasticsearchService {
+    client: reqwest::Client,
+    nodes: Vec<String>,
+    next: AtomicUsize,
+    api_key: Option<String>,
+    basic: Option<(String, String)>,
+}
+
+impl ElasticsearchService {
+    /// A client for `[es]`.
+    pub fn new(config: &ElasticsearchConfig) -> Result<Self, ServiceError> {
+        let scheme = if config.tls { "https" } else { "http" };
+        let nodes: Vec<String> = service_kit::split_list(&config.address)
+            .into_iter()
+            .map(|a| {
+                let a = a.trim_end_matches('/').to_owned();
+                if a.contains("://") {
+                    a
+                } else {
+                    format!("{scheme}://{a}")
+                }
+            })
+            .collect();
+        if nodes.is_empty() {
+            return Err(ServiceError::NoAddress);
+        }
+        #[allow(unused_mut)]
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.request_timeout_ms.max(1)))
+            .connect_timeout(Duration::from_secs(5))
+            .gzip(true);
+        #[cfg(not(feature = "tls"))]
+        if let Some(https) = nodes.iter().find(|n| n.starts_with("https://")) {
+            return Err(ServiceError::TlsUnavailable(https.clone()));
+        }
+        #[cfg(feature = "tls")]
+        {
+            if config.tls_insecure {
+                builder = builder.danger_accept_invalid_certs(true);
+            }
+            if !config.tls_ca_file.is_empty() {
+                let pem = std::fs::read(&config.tls_ca_file).map_err(|e| ServiceError::CaFile {
+                    path: config.tls_ca_file.clone(),
+                    reason: e.to_string(),
+                })?;
+                let cert =
+                    reqwest::Certificate::from_pem(&pem).map_err(|e| ServiceError::CaFile {
+                        path: config.tls_ca_file.clone(),
+                        reason: e.to_string(),
+                    })?;
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(ServiceError::Client)?;
+        Ok(Self {
+            client,
+            nodes,
+            next: AtomicUsize::new(0),
+            api_key: (!config.api_key.is_empty()).then(|| config.api_key.clone()),
+            basic: (!config.username.is_empty())
+                .then(|| (config.username.clone(), config.password.clone())),
+        })
+    }
+
+    fn node(&self) -> &str {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.nodes.len();
+        &self.nodes[i]
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(key) = &self.api_key {
+            req.header("Authorization", format!("ApiKey {key}"))
+        } else if let Some((user, pass)) = &self.basic {
+            req.basic_auth(user, Some(pass))
+        } else {
+            req
+        }
+    }
+
+    /// Sends one `_bulk` body.
+    pub async fn bulk(&self, body: Vec<u8>) -> Result<BulkResponse, RequestError> {
+        let url = format!("{}/_bulk", self.node());
+        let req = self
+            .client
+            .post(&url)
+            .header("Content-Type", "application/x-ndjson")
+            .body(body);
+        let resp = self
+            .auth(req)
+            .send()
+            .await
+            .map_err(|source| RequestError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| RequestError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        if !(200..300).contains(&status) {
+            return Err(RequestError::Status {
+                url,
+                status,
+                body: truncate(&bytes),
+            });
+        }
+        let raw: BulkResponseRaw =
+            serde_json::from_slice(&bytes).map_err(|e| RequestError::Decode {
+                url: url.clone(),
+                reason: format!("{e}: {}", truncate(&bytes)),
+            })?;
+        Ok(BulkResponse {
+            errors: raw.errors,
+            items: raw.items.into_iter().map(|w| w.index).collect(),
+        })
+    }
+
+    /// `PUT {path}` with a JSON body; any 2xx is success.
+    pub async fn put_json(&self, path: &str, body: &Value) -> Result<(), RequestError> {
+        let url = format!("{}{path}", self.node());
+        let req = self.client.put(&url).json(body);
+        let resp = self
+            .auth(req)
+            .send()
+            .await
+            .map_err(|source| RequestError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let bytes = resp.bytes().await.unwrap_or_default();
+        Err(RequestError::Status {
+            url,
+            status,
+            body: truncate(&bytes),
+        })
+    }
+}
+
+fn truncate(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]);
+    text.into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Accepts one request, returns its head, answers with an empty successful bulk.
+    async fn one_request(listener: tokio::net::TcpListener) -> String {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut n = 0;
+        while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+            n += sock.read(&mut buf[n..]).await.unwrap();
+        }
+        let body = r#"{"errors":false,"items":[]}"#;
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        sock.write_all(resp.as_bytes()).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).to_lowercase()
+    }
+
+    async fn auth_header(config: ElasticsearchConfig) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(one_request(listener));
+        let service = ElasticsearchService::new(&ElasticsearchConfig {
+            address: format!("127.0.0.1:{}", addr.port()),
+            ..config
+        })
+        .unwrap();
+        let resp = service.bulk(Vec::new()).await.unwrap();
+        assert!(resp.items.is_empty());
+        let head = server.await.unwrap();
+        assert!(head.starts_with("post /_bulk "), "{head}");
+        assert!(
+            head.contains("content-type: application/x-ndjson"),
+            "{head}"
+        );
+        head.lines()
+            .find_map(|l| l.strip_prefix("authorization: "))
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn api_key_wins_over_basic_auth_and_basic_auth_is_sent() {
+        let basic = ElasticsearchConfig {
+            username: "elastic".into(),
+            password: "changeme".into(),
+            ..Default::default()
+        };
+        // base64("elastic:changeme")
+        assert_eq!(
+            auth_header(basic.clone()).await,
+            "basic zwxhc3rpyzpjagfuz2vtzq=="
+        );
+        let key = ElasticsearchConfig {
+            api_key: "aWQ6a2V5".into(),
+            ..basic
+        };
+        assert_eq!(auth_header(key).await, "apikey awq6a2v5");
+        assert_eq!(auth_header(ElasticsearchConfig::default()).await, "");
+    }
+
+    #[test]
+    fn addresses_need_a_node_and_https_needs_tls() {
+        let empty = ElasticsearchConfig {
+            address: " , ".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            ElasticsearchService::new(&empty),
+            Err(ServiceError::NoAddress)
+        ));
+        #[cfg(not(feature = "tls"))]
+        {
+            let https = ElasticsearchConfig {
+                address: "es:9200".into(),
+                tls: true,
+                ..Default::default()
+            };
+            assert!(matches!(
+                ElasticsearchService::new(&https),
+                Err(ServiceError::TlsUnavailable(_))
+            ));
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Where records go.
+
+pub mod dead_letter;
+pub mod elasticsearch;

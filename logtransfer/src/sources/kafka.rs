@@ -1,0 +1,539 @@
+//! The Kafka source: a consumer group member that hands records to the sink, pauses while
+//! the sink is full, and commits only what is settled.
+//!
+//! Offset tracking: every record read is registered per partition, in offset order. The
+//! sink acknowledges records once they are indexed or dead-lettered, in any order (several
+//! requests are in flight). The offset committed for a partition is the end of the
+//! contiguous acknowledged prefix: with offsets 5..=9 read and 5, 6, 8 acknowledged, we
+//! commit 7 (the next record to read after a restart). A crash therefore replays at most
+//! the records not yet settled, and since a replayed record has the same document `_id`,
+//! it overwrites its document instead of duplicating it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaConfig;
+use crate::metrics::{Metrics, PartitionLabels};
+use crate::sinks::elasticsearch::encoder::{DocKey, EncodedDoc, IndexName};
+use crate::sinks::elasticsearch::sink::Acknowledge;
+
+/// The consumer could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// librdkafka refused the configuration.
+    #[error("cannot create the Kafka consumer (brokers {brokers:?}, group {group:?}): {source}")]
+    Create {
+        /// `[kafka] address`.
+        brokers: String,
+        /// `[kafka] group_id`.
+        group: String,
+        /// The cause.
+        source: Box<rdkafka::error::KafkaError>,
+    },
+    /// Subscribing failed.
+    #[error("cannot subscribe to topics {topics:?}: {source} (check `[kafka] topics`)")]
+    Subscribe {
+        /// The topics.
+        topics: Vec<String>,
+        /// The cause.
+        source: Box<rdkafka::error::KafkaError>,
+    },
+}
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    /// Registered, not yet committed: (offset, acknowledged), increasing offsets.
+    pending: VecDeque<(i64, bool)>,
+    /// The offset to commit: one past the contiguous acknowledged prefix.
+    commit_next: Option<i64>,
+    /// What was last committed (or where we started).
+    committed: Option<i64>,
+    /// Highest offset read.
+    last_seen: i64,
+}
+
+/// Per-partition bookkeeping of read and settled records.
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    parts: Mutex<HashMap<(Arc<str>, i32), PartitionState>>,
+}
+
+impl OffsetTracker {
+    /// A record was read (called in offset order per partition).
+    pub fn register(&self, topic: &Arc<str>, partition: i32, offset: i64) {
+        let mut parts = self.parts.lock();
+        let state = parts.entry((topic.clone(), partition)).or_default();
+        let replay = state
+            .pending
+            .back()
+            .is_some_and(|&(last, _)| offset <= last)
+            || state.commit_next.is_some_and(|next| offset < next);
+        if replay {
+            // The partition was re-read from an earlier offset (rebalance, seek): the old
+            // bookkeeping no longer describes what is in flight.
+            *state = PartitionState::default();
+        }
+        if state.committed.is_none() {
+            state.committed = Some(offset);
+        }
+        state.pending.push_back((offset, false));
+        state.last_seen = offset;
+    }
+
+    /// Offsets to commit now: `(topic, partition, next offset)` where it moved.
+    pub fn to_commit(&self) -> Vec<(Arc<str>, i32, i64)> {
+        let parts = self.parts.lock();
+        parts
+            .iter()
+            .filter_map(|((t, p), s)| match s.commit_next {
+                Some(next) if Some(next) != s.committed => Some((t.clone(), *p, next)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// These offsets were committed.
+    pub fn mark_committed(&self, list: &[(Arc<str>, i32, i64)]) {
+        let mut parts = self.parts.lock();
+        for (t, p, next) in list {
+            if let Some(s) = parts.get_mut(&(t.clone(), *p)) {
+                s.committed = Some(*next);
+            }
+        }
+    }
+
+    /// The partition is no longer ours: forget it (late acknowledgements are ignored; the
+    /// new owner replays what we did not commit, which overwrites, never duplicates).
+    pub fn revoke(&self, topic: &str, partition: i32) {
+        self.parts
+            .lock()
+            .retain(|(t, p), _| !(&**t == topic && *p == partition));
+    }
+
+    /// Records read but not committed, per partition.
+    pub fn lag(&self) -> Vec<(Arc<str>, i32, i64)> {
+        let parts = self.parts.lock();
+        parts
+            .iter()
+            .map(|((t, p), s)| {
+                let base = s.committed.unwrap_or(s.last_seen + 1);
+                (t.clone(), *p, (s.last_seen + 1 - base).max(0))
+            })
+            .collect()
+    }
+
+    /// Records read and not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        let parts = self.parts.lock();
+        parts
+            .values()
+            .map(|s| s.pending.iter().filter(|(_, done)| !done).count())
+            .sum()
+    }
+}
+
+impl Acknowledge for OffsetTracker {
+    fn ack(&self, keys: &[DocKey]) {
+        let mut parts = self.parts.lock();
+        for key in keys {
+            let Some(state) = parts.get_mut(&(key.topic.clone(), key.partition)) else {
+                continue;
+            };
+            if let Ok(i) = state
+                .pending
+                .binary_search_by_key(&key.offset, |&(offset, _)| offset)
+            {
+                state.pending[i].1 = true;
+            }
+            while let Some(&(offset, true)) = state.pending.front() {
+                state.pending.pop_front();
+                state.commit_next = Some(offset + 1);
+            }
+        }
+    }
+}
+
+/// Consumer context: on revocation, commit what is settled for the leaving partitions
+/// and forget them.
+pub struct TrackingContext {
+    tracker: Arc<OffsetTracker>,
+}
+
+impl ClientContext for TrackingContext {}
+
+impl ConsumerContext for TrackingContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let leaving: Vec<(String, i32)> = revoked
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let list: Vec<_> = self
+            .tracker
+            .to_commit()
+            .into_iter()
+            .filter(|(t, p, _)| leaving.iter().any(|(lt, lp)| lt == &**t && lp == p))
+            .collect();
+        if !list.is_empty() {
+            match consumer.commit(&to_tpl(&list), CommitMode::Sync) {
+                Ok(()) => self.tracker.mark_committed(&list),
+                Err(e) => log::warn!(
+                    "commit on revocation failed: {e}; those records will be replayed (no duplicates: same _id)"
+                ),
+            }
+        }
+        for (t, p) in leaving {
+            self.tracker.revoke(&t, p);
+        }
+    }
+}
+
+/// The consumer type.
+pub type TransferConsumer = StreamConsumer<TrackingContext>;
+
+/// Creates the group consumer (not yet subscribed).
+pub fn create_consumer(
+    config: &KafkaConfig,
+    tracker: Arc<OffsetTracker>,
+) -> Result<TransferConsumer, SourceError> {
+    let mut cc = service_kit::kafka::consumer_config(&config.address, &config.group_id);
+    cc.set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (config.session_timeout_ms / 3).max(100).to_string(),
+        )
+        .set(
+            "queued.max.messages.kbytes",
+            config.fetch_queue_kbytes.max(1).to_string(),
+        )
+        .set("enable.partition.eof", "false");
+    cc.create_with_context(TrackingContext { tracker })
+        .map_err(|source| SourceError::Create {
+            brokers: config.address.clone(),
+            group: config.group_id.clone(),
+            source: Box::new(source),
+        })
+}
+
+fn to_tpl(list: &[(Arc<str>, i32, i64)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, next) in list {
+        // Adding an offset to a fresh list cannot fail.
+        let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*next));
+    }
+    tpl
+}
+
+/// Commits what is settled. `sync` for the last commit before exit.
+pub fn commit(consumer: &TransferConsumer, tracker: &OffsetTracker, metrics: &Metrics, sync: bool) {
+    let list = tracker.to_commit();
+    if !list.is_empty() {
+        let mode = if sync {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        match consumer.commit(&to_tpl(&list), mode) {
+            Ok(()) => tracker.mark_committed(&list),
+            Err(e) => log::warn!("offset commit failed: {e}; retrying at the next interval"),
+        }
+    }
+    let mut current = std::collections::HashSet::new();
+    for (topic, partition, lag) in tracker.lag() {
+        let labels = PartitionLabels {
+            topic: topic.to_string(),
+            partition: partition as i64,
+        };
+        metrics.consumer_lag.get_or_create(&labels).set(lag);
+        current.insert(labels);
+    }
+    // Partitions that moved to another member: drop their series instead of freezing them.
+    let mut shown = metrics.lag_partitions.lock();
+    for gone in shown.difference(&current) {
+        metrics.consumer_lag.remove(gone);
+    }
+    *shown = current;
+}
+
+/// Decodes and encodes one record (the per-record work of the source). A logger line
+/// carried by logagent, the common case, takes the fast path of
+/// [`fast_lift`](crate::transform::fast_lift); anything else the general
+/// [`decode`](crate::transform::decode) path.
+pub fn encode_record(
+    index: &mut IndexName,
+    topic: &Arc<str>,
+    partition: i32,
+    offset: i64,
+    payload: &[u8],
+    timestamp_ms: Option<i64>,
+) -> EncodedDoc {
+    use crate::sinks::elasticsearch::encoder::{encode, encode_source};
+    use crate::transform::{decode, fast_lift};
+    let key = DocKey {
+        topic: topic.clone(),
+        partition,
+        offset,
+    };
+    let decoded = match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Object(map)) => {
+            if let Some((source, ts)) = fast_lift::lift_object(&map) {
+                let name = index.render(topic, ts);
+                return encode_source(key, name, &source);
+            }
+            decode::decode_object(map, timestamp_ms)
+        }
+        _ => decode::decode(payload, timestamp_ms),
+    };
+    let name = index.render(topic, decoded.timestamp);
+    encode(key, name, &decoded.doc)
+}
+
+/// How long the sink may stay full before the partitions are paused.
+const PAUSE_AFTER: Duration = Duration::from_millis(500);
+
+/// Everything the consume loop needs.
+pub struct SourceContext {
+    /// The consumer (shared with the final commit).
+    pub consumer: Arc<TransferConsumer>,
+    /// Offsets.
+    pub tracker: Arc<OffsetTracker>,
+    /// Counters.
+    pub metrics: Metrics,
+    /// How often to commit.
+    pub commit_interval: Duration,
+}
+
+fn subscribe(consumer: &TransferConsumer, topics: &[String]) -> Result<(), SourceError> {
+    if topics.is_empty() {
+        consumer.unsubscribe();
+        return Ok(());
+    }
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&refs)
+        .map_err(|source| SourceError::Subscribe {
+            topics: topics.to_vec(),
+            source: Box::new(source),
+        })
+}
+
+fn set_paused(consumer: &TransferConsumer, pause: bool) {
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    if assignment.count() == 0 {
+        return;
+    }
+    let r = if pause {
+        consumer.pause(&assignment)
+    } else {
+        consumer.resume(&assignment)
+    };
+    if let Err(e) = r {
+        log::warn!(
+            "cannot {} the consumer: {e}",
+            if pause { "pause" } else { "resume" }
+        );
+    }
+}
+
+/// Consumes until `stop`, feeding `output`. When `output` is full the assigned
+/// partitions are paused (the consumer keeps serving the group protocol) and resumed
+/// once it drains. Topics come from `topics` and follow its changes.
+pub async fn run(
+    ctx: SourceContext,
+    mut index: IndexName,
+    mut topics: watch::Receiver<Vec<String>>,
+    output: mpsc::Sender<EncodedDoc>,
+    stop: CancellationToken,
+) -> Result<(), SourceError> {
+    let consumer = ctx.consumer.clone();
+    let initial = topics.borrow_and_update().clone();
+    subscribe(&consumer, &initial)?;
+    log::info!("consuming topics {initial:?}");
+    let mut backlog: VecDeque<EncodedDoc> = VecDeque::new();
+    let mut paused = false;
+    let mut full_since: Option<tokio::time::Instant> = None;
+    let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
+    let mut commit_tick = tokio::time::interval(ctx.commit_interval);
+    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        while let Some(doc) = backlog.pop_front() {
+            match output.try_send(doc) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(doc)) => {
+                    backlog.push_front(doc);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+            }
+        }
+        let full = !backlog.is_empty();
+        // A full channel for a moment is normal flow control: we just stop reading and
+        // librdkafka's bounded prefetch fills. Only when it lasts (Elasticsearch slow or
+        // down) are the partitions paused, so that we can keep polling the consumer (group
+        // protocol, rebalances) without taking more records. Pausing at every full channel
+        // would throw away the prefetch each time and crawl.
+        let now = tokio::time::Instant::now();
+        let since = match (full, full_since) {
+            (true, Some(t)) => t,
+            (true, None) => {
+                full_since = Some(now);
+                now
+            }
+            (false, _) => {
+                full_since = None;
+                now
+            }
+        };
+        let pause_at = since + PAUSE_AFTER;
+        if full && !paused && now >= pause_at {
+            set_paused(&consumer, true);
+            paused = true;
+            ctx.metrics.paused.set(1);
+            log::info!(
+                "sink busy for {} ms: consumption paused",
+                PAUSE_AFTER.as_millis()
+            );
+        } else if !full && paused {
+            set_paused(&consumer, false);
+            paused = false;
+            ctx.metrics.paused.set(0);
+            log::info!("sink drained: consumption resumed");
+        }
+        let read = !full || paused;
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            _ = commit_tick.tick() => commit(&consumer, &ctx.tracker, &ctx.metrics, false),
+            changed = topics.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let list = topics.borrow_and_update().clone();
+                log::info!("topic list changed: now consuming {list:?}");
+                if let Err(e) = subscribe(&consumer, &list) {
+                    log::error!("{e}");
+                }
+            }
+            permit = output.reserve(), if full => match permit {
+                Ok(permit) => {
+                    if let Some(doc) = backlog.pop_front() {
+                        permit.send(doc);
+                    }
+                }
+                Err(_) => return Ok(()),
+            },
+            _ = tokio::time::sleep_until(pause_at), if full && !paused => {}
+            msg = consumer.recv(), if read => match msg {
+                Ok(msg) => {
+                    let topic = match topic_names.get(msg.topic()) {
+                        Some(t) => t.clone(),
+                        None => {
+                            let t: Arc<str> = msg.topic().into();
+                            topic_names.insert(msg.topic().to_owned(), t.clone());
+                            t
+                        }
+                    };
+                    ctx.tracker.register(&topic, msg.partition(), msg.offset());
+                    ctx.metrics.consumed.inc();
+                    let doc = encode_record(
+                        &mut index,
+                        &topic,
+                        msg.partition(),
+                        msg.offset(),
+                        msg.payload().unwrap_or_default(),
+                        msg.timestamp().to_millis(),
+                    );
+                    backlog.push_back(doc);
+                    if paused {
+                        // Newly assigned partitions arrive unpaused.
+                        set_paused(&consumer, true);
+                    }
+                }
+                Err(e) => {
+                    log::warn!("Kafka consumer error: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    // Whatever is still in the backlog is not sent: it stays uncommitted and is replayed.
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(p: i32, o: i64) -> DocKey {
+        DocKey {
+            topic: "t".into(),
+            partition: p,
+            offset: o,
+        }
+    }
+
+    #[test]
+    fn commits_only_the_contiguous_acknowledged_prefix() {
+        let t = OffsetTracker::default();
+        let topic: Arc<str> = "t".into();
+        for o in 5..10 {
+            t.register(&topic, 0, o);
+        }
+        t.register(&topic, 1, 0);
+        assert!(t.to_commit().is_empty());
+        t.ack(&[key(0, 6), key(0, 8)]);
+        assert!(t.to_commit().is_empty(), "5 is not settled");
+        t.ack(&[key(0, 5)]);
+        assert_eq!(t.to_commit(), vec![(topic.clone(), 0, 7)]);
+        t.mark_committed(&t.to_commit());
+        assert!(t.to_commit().is_empty());
+        t.ack(&[key(0, 7), key(0, 9), key(1, 0)]);
+        let mut c = t.to_commit();
+        c.sort();
+        assert_eq!(c, vec![(topic.clone(), 0, 10), (topic.clone(), 1, 1)]);
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn replay_resets_and_revoked_acks_are_ignored() {
+        let t = OffsetTracker::default();
+        let topic: Arc<str> = "t".into();
+        t.register(&topic, 0, 0);
+        t.register(&topic, 0, 1);
+        t.register(&topic, 0, 0);
+        t.ack(&[key(0, 0)]);
+        assert_eq!(t.to_commit(), vec![(topic.clone(), 0, 1)]);
+        t.revoke("t", 0);
+        t.ack(&[key(0, 1)]);
+        assert!(t.to_commit().is_empty());
+        assert!(t.lag().is_empty());
+    }
+
+    #[test]
+    fn lag_counts_read_but_uncommitted() {
+        let t = OffsetTracker::default();
+        let topic: Arc<str> = "t".into();
+        for o in 0..4 {
+            t.register(&topic, 2, o);
+        }
+        assert_eq!(t.lag(), vec![(topic.clone(), 2, 4)]);
+        t.ack(&[key(2, 0), key(2, 1)]);
+        t.mark_committed(&t.to_commit());
+        assert_eq!(t.lag(), vec![(topic, 2, 2)]);
+    }
+}

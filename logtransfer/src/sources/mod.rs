@@ -1,0 +1,4 @@
+//! Where records come from.
+
+pub mod etcd_topics;
+pub mod kafka;

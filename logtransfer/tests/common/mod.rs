@@ -1,0 +1,286 @@
+//! Helpers shared by the scenario tests: producing to the real broker, running logtransfer
+//! in-process or as a process, reading its /metrics and the index.
+
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use logtransfer::config::Config;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Value, json};
+use service_kit::shutdown::Shutdown;
+use test_servers::{Elasticsearch, Kafka, free_port, http_request, wait_until};
+
+/// Produces `(key, payload, timestamp_ms)` messages and waits until all are acknowledged.
+pub fn produce(kafka: &Kafka, topic: &str, messages: &[(String, Vec<u8>, Option<i64>)]) {
+    let brokers = kafka.bootstrap_servers();
+    let topic = topic.to_owned();
+    let messages = messages.to_vec();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let producer: FutureProducer = service_kit::kafka::producer_config(&brokers)
+                .set("message.timeout.ms", "60000")
+                .create()
+                .unwrap();
+            let sends = messages.iter().map(|(key, payload, ts)| {
+                let mut record = FutureRecord::to(&topic).key(key).payload(payload);
+                if let Some(ts) = ts {
+                    record = record.timestamp(*ts);
+                }
+                producer.send(record, Duration::from_secs(60))
+            });
+            for result in futures::future::join_all(sends).await {
+                if let Err((e, _)) = result {
+                    panic!("produce to {topic} failed: {e}");
+                }
+            }
+        });
+    })
+    .join()
+    .expect("producer thread");
+}
+
+/// A logagent-shaped message (docs/dev/CONTRACTS.md).
+pub fn agent_message(
+    timestamp: &str,
+    message: &str,
+    host: &str,
+    path: &str,
+    offset: u64,
+) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "@timestamp": timestamp,
+        "message": message,
+        "host": {"name": host},
+        "log": {"file": {"path": path}, "offset": offset},
+        "agent": {"type": "logagent", "version": "0.1.0"}
+    }))
+    .unwrap()
+}
+
+/// A logger JSON line (ecs-logging layout).
+pub fn logger_line(
+    timestamp: &str,
+    level: &str,
+    message: &str,
+    line: u32,
+    function: &str,
+) -> String {
+    json!({
+        "@timestamp": timestamp, "log.level": level, "message": message, "ecs.version": "8.11.0",
+        "log": {"logger": "demo_app", "origin": {"file": {"name": "src/main.rs", "line": line}, "function": function}},
+        "process": {"thread": {"name": "main", "id": 1}}
+    })
+    .to_string()
+}
+
+/// A config for tests: small batches, short waits, quick retries, metrics on a free port.
+pub fn config(kafka: &Kafka, es_url: &str, topic: &str, group: &str) -> Config {
+    let mut c = Config::default();
+    c.kafka.address = kafka.bootstrap_servers();
+    c.kafka.topics = topic.into();
+    c.kafka.group_id = group.into();
+    c.kafka.session_timeout_ms = 6_000;
+    c.kafka.commit_interval_ms = 200;
+    c.es.address = es_url.into();
+    c.es.request_timeout_ms = 5_000;
+    c.batch.max_docs = 100;
+    c.batch.max_wait_ms = 100;
+    c.batch.concurrency = 2;
+    c.batch.retry_initial_ms = 50;
+    c.batch.retry_max_ms = 500;
+    c.transfer.dead_letter_topic = format!("{topic}-dead-letter");
+    c.transfer.metrics_address = format!("127.0.0.1:{}", free_port());
+    c.transfer.shutdown_timeout_ms = 20_000;
+    c
+}
+
+/// logtransfer running in-process on its own runtime thread.
+pub struct InProcess {
+    shutdown: Shutdown,
+    thread: Option<std::thread::JoinHandle<Result<(), logtransfer::Error>>>,
+    /// Where its /metrics is.
+    pub metrics_url: String,
+}
+
+impl InProcess {
+    /// Starts it.
+    pub fn start(config: Config) -> InProcess {
+        let shutdown = Shutdown::new();
+        let metrics_url = format!("http://{}/metrics", config.transfer.metrics_address);
+        let s = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(logtransfer::run(config, s))
+        });
+        InProcess {
+            shutdown,
+            thread: Some(thread),
+            metrics_url,
+        }
+    }
+
+    /// A counter or gauge from /metrics (0 when absent or unreachable).
+    pub fn metric(&self, name: &str) -> f64 {
+        metric(&self.metrics_url, name)
+    }
+
+    /// SIGTERM-equivalent: finish, commit, return; asserts a clean exit.
+    pub fn stop(mut self) {
+        self.shutdown.trigger();
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .expect("logtransfer thread panicked")
+                .expect("logtransfer failed");
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads one sample (`logtransfer_indexed_total`) from a /metrics URL.
+pub fn metric(url: &str, name: &str) -> f64 {
+    let Ok(resp) = http_request("GET", url, None, b"") else {
+        return 0.0;
+    };
+    resp.body
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.rsplit_once(' ')?;
+            (n == name).then(|| v.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+/// All series of a labelled metric: `(labels, value)`.
+pub fn metric_series(url: &str, name: &str) -> Vec<(String, f64)> {
+    let Ok(resp) = http_request("GET", url, None, b"") else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}{{");
+    resp.body
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (labels, v) = rest.rsplit_once("} ")?;
+            Some((labels.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// logtransfer as a child process (for kill -9).
+pub struct Process {
+    /// The child.
+    pub child: Child,
+    /// Its /metrics.
+    pub metrics_url: String,
+}
+
+impl Process {
+    /// Writes `config` as an INI file (the format operators use) and starts the binary on it.
+    pub fn start(dir: &std::path::Path, config: &Config, name: &str) -> Process {
+        let path = dir.join(format!("{name}.ini"));
+        let ini = format!(
+            "[kafka]\naddress = {}\ngroup_id = {}\ntopics = {}\nsession_timeout_ms = {}\ncommit_interval_ms = {}\n\
+             [es]\naddress = {}\nrequest_timeout_ms = {}\n\
+             [batch]\nmax_docs = {}\nmax_wait_ms = {}\nconcurrency = {}\nretry_initial_ms = {}\nretry_max_ms = {}\n\
+             [transfer]\ndead_letter_topic = {}\nmetrics_address = {}\n[log]\nlevel = info\n",
+            config.kafka.address,
+            config.kafka.group_id,
+            config.kafka.topics,
+            config.kafka.session_timeout_ms,
+            config.kafka.commit_interval_ms,
+            config.es.address,
+            config.es.request_timeout_ms,
+            config.batch.max_docs,
+            config.batch.max_wait_ms,
+            config.batch.concurrency,
+            config.batch.retry_initial_ms,
+            config.batch.retry_max_ms,
+            config.transfer.dead_letter_topic,
+            config.transfer.metrics_address,
+        );
+        std::fs::write(&path, ini).unwrap();
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_logtransfer"))
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the logtransfer binary");
+        Process {
+            child,
+            metrics_url: format!("http://{}/metrics", config.transfer.metrics_address),
+        }
+    }
+
+    /// A sample from its /metrics.
+    pub fn metric(&self, name: &str) -> f64 {
+        metric(&self.metrics_url, name)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `index` holds exactly `n` documents; panics with the last count otherwise.
+pub fn wait_count(es: &Elasticsearch, index: &str, n: u64, timeout: Duration) {
+    let mut last = 0;
+    let ok = wait_until(timeout, || {
+        last = es.count(index);
+        last >= n
+    });
+    assert!(
+        ok,
+        "{index}: {last} documents after {timeout:?}, expected {n}"
+    );
+}
+
+/// Every document of `index` (up to 10,000), as `_search` hits.
+pub fn all_docs(es: &Elasticsearch, index: &str) -> Vec<Value> {
+    let resp = es.search(index, &json!({"size": 10000, "query": {"match_all": {}}}));
+    resp["hits"]["hits"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("search of {index} failed: {resp}"))
+}
+
+/// GET a path of the ES API as JSON.
+pub fn es_get(es: &Elasticsearch, path: &str) -> Value {
+    http_request("GET", &format!("{}{path}", es.url()), None, b"")
+        .unwrap()
+        .json()
+}
+
+/// PUT JSON to a path of the ES API; asserts success.
+pub fn es_put(es: &Elasticsearch, path: &str, body: &Value) {
+    let r = http_request(
+        "PUT",
+        &format!("{}{path}", es.url()),
+        Some("application/json"),
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert!(r.status < 300, "PUT {path}: {} {}", r.status, r.body);
+}
