@@ -5,7 +5,9 @@ use tempfile::TempDir;
 
 use crate::error::HarnessError;
 use crate::http::http_request;
-use crate::process::{Launch, ServerProcess, free_port, http_probe, launch, scratch_dir};
+use crate::process::{
+    Launch, ServerProcess, free_port, http_probe, launch, retry_port_clash, scratch_dir,
+};
 
 /// A real Elasticsearch-API server (osmem-server, in memory) on a free loopback port.
 ///
@@ -25,6 +27,10 @@ impl Elasticsearch {
 
     /// Starts the server; an error carries its log.
     pub fn try_start() -> Result<Elasticsearch, HarnessError> {
+        retry_port_clash(Self::try_start_once)
+    }
+
+    fn try_start_once() -> Result<Elasticsearch, HarnessError> {
         let dir = scratch_dir("elasticsearch")?;
         let port = free_port();
         let address = format!("127.0.0.1:{port}");

@@ -52,3 +52,16 @@ impl HarnessError {
         move |source| HarnessError::Io { what, source }
     }
 }
+
+impl HarnessError {
+    /// Whether the server failed because one of its ports was already taken.
+    pub(crate) fn is_port_clash(&self) -> bool {
+        match self {
+            HarnessError::NotReady { log_tail, .. } => {
+                let log = log_tail.to_ascii_lowercase();
+                log.contains("address already in use") || log.contains("addrinuse")
+            }
+            _ => false,
+        }
+    }
+}

@@ -3,7 +3,9 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::error::HarnessError;
-use crate::process::{Launch, ServerProcess, free_port, http_probe, launch, scratch_dir};
+use crate::process::{
+    Launch, ServerProcess, free_port, http_probe, launch, retry_port_clash, scratch_dir,
+};
 
 /// A real etcd 3.4 on free loopback ports with its own data dir.
 pub struct Etcd {
@@ -20,6 +22,10 @@ impl Etcd {
 
     /// Starts etcd; an error carries its log.
     pub fn try_start() -> Result<Etcd, HarnessError> {
+        retry_port_clash(Self::try_start_once)
+    }
+
+    fn try_start_once() -> Result<Etcd, HarnessError> {
         let dir = scratch_dir("etcd")?;
         let client_port = free_port();
         let peer_port = free_port();

@@ -4,7 +4,9 @@ use tempfile::TempDir;
 
 use crate::error::HarnessError;
 use crate::http::{encode_query, http_request};
-use crate::process::{Launch, ServerProcess, free_port, http_probe, launch, scratch_dir};
+use crate::process::{
+    Launch, ServerProcess, free_port, http_probe, launch, retry_port_clash, scratch_dir,
+};
 
 /// A real InfluxDB 1.6 on free loopback ports with its own data dirs.
 pub struct Influx {
@@ -21,6 +23,10 @@ impl Influx {
 
     /// Starts InfluxDB; an error carries its log.
     pub fn try_start() -> Result<Influx, HarnessError> {
+        retry_port_clash(Self::try_start_once)
+    }
+
+    fn try_start_once() -> Result<Influx, HarnessError> {
         let dir = scratch_dir("influx")?;
         let http_port = free_port();
         let rpc_port = free_port();

@@ -8,7 +8,9 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tempfile::TempDir;
 
 use crate::error::HarnessError;
-use crate::process::{Launch, ServerProcess, free_port, launch, scratch_dir, tcp_probe};
+use crate::process::{
+    Launch, ServerProcess, free_port, launch, retry_port_clash, scratch_dir, tcp_probe,
+};
 
 /// A real Kafka-protocol broker (tansu) on a free loopback port, with in-memory storage.
 ///
@@ -31,6 +33,10 @@ impl Kafka {
 
     /// Starts the broker; an error carries its log.
     pub fn try_start() -> Result<Kafka, HarnessError> {
+        retry_port_clash(Self::try_start_once)
+    }
+
+    fn try_start_once() -> Result<Kafka, HarnessError> {
         let dir = scratch_dir("kafka")?;
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");

@@ -11,12 +11,40 @@ use tempfile::TempDir;
 use crate::error::HarnessError;
 use crate::http::{HttpResponse, http_request};
 
-/// A free TCP port on 127.0.0.1 at the time of the call.
+/// Ports handed out by [`free_port`] lie below the kernel's ephemeral range (32768 and up on
+/// Linux), where the source ports of outgoing connections come from: a port picked there can
+/// be taken by any client socket before the server binds it.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+/// A TCP port on 127.0.0.1 that was free at the time of the call.
+///
+/// Another process can still take it before it is used; the servers of this crate retry
+/// with new ports when that happens.
 pub fn free_port() -> u16 {
+    for _ in 0..200 {
+        let port = fastrand::u16(PORT_RANGE);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .unwrap_or_else(|error| panic!("no free loopback port: {error}"))
+}
+
+/// Runs `start` again (it picks new ports each time) while the server failed only because a
+/// port it was given was taken meanwhile.
+pub(crate) fn retry_port_clash<T>(
+    mut start: impl FnMut() -> Result<T, HarnessError>,
+) -> Result<T, HarnessError> {
+    let mut attempt = 1;
+    loop {
+        match start() {
+            Err(error) if attempt < 5 && error.is_port_clash() => attempt += 1,
+            other => return other,
+        }
+    }
 }
 
 /// Finds `binary` on PATH, or says to run scripts/setup.sh.
@@ -262,6 +290,39 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains("scripts/setup.sh"), "{text}");
         assert!(text.contains("no-such-server-binary-xyz"), "{text}");
+    }
+
+    #[test]
+    fn free_ports_come_from_below_the_ephemeral_range() {
+        let port = free_port();
+        assert!(PORT_RANGE.contains(&port), "{port}");
+    }
+
+    #[test]
+    fn a_port_clash_is_retried_and_other_failures_are_not() {
+        let mut calls = 0;
+        let result: Result<(), HarnessError> = retry_port_clash(|| {
+            calls += 1;
+            Err(HarnessError::NotReady {
+                server: "x",
+                reason: "exited early".into(),
+                log: PathBuf::from("x.log"),
+                log_tail: "listen tcp 127.0.0.1:1: bind: address already in use".into(),
+            })
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, 5);
+
+        let mut calls = 0;
+        let result: Result<(), HarnessError> = retry_port_clash(|| {
+            calls += 1;
+            Err(HarnessError::MissingBinary {
+                server: "x",
+                binary: "x".into(),
+            })
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, 1);
     }
 
     #[test]

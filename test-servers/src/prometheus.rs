@@ -4,7 +4,9 @@ use tempfile::TempDir;
 
 use crate::error::HarnessError;
 use crate::http::{encode_query, http_request};
-use crate::process::{Launch, ServerProcess, free_port, http_probe, launch, scratch_dir};
+use crate::process::{
+    Launch, ServerProcess, free_port, http_probe, launch, retry_port_clash, scratch_dir,
+};
 
 /// A real Prometheus 2.x on a free loopback port, scraping the given targets every second.
 pub struct Prometheus {
@@ -22,6 +24,10 @@ impl Prometheus {
 
     /// Starts Prometheus; an error carries its log.
     pub fn try_start(targets: &[&str]) -> Result<Prometheus, HarnessError> {
+        retry_port_clash(|| Self::try_start_once(targets))
+    }
+
+    fn try_start_once(targets: &[&str]) -> Result<Prometheus, HarnessError> {
         let dir = scratch_dir("prometheus")?;
         let port = free_port();
         let target_list = targets
