@@ -3,6 +3,7 @@
 #
 #   scripts/demo.sh                  run until Ctrl-C
 #   scripts/demo.sh --duration 90    run 90 s after everything is up, then stop (for CI-like checks)
+#   scripts/demo.sh --no-build       use the release binaries already in target/release
 #
 # Starts etcd, a Kafka-protocol broker (tansu), an Elasticsearch-API server (osmem-server),
 # InfluxDB and Prometheus on loopback ports, then our binaries, and shows where each is.
@@ -12,10 +13,12 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 DURATION=""
+BUILD=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --no-build) BUILD=""; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -142,7 +145,90 @@ wait_http "http://127.0.0.1:$INFLUX_PORT/ping" InfluxDB
 wait_http "http://127.0.0.1:$PROM_PORT/-/ready" Prometheus
 curl -fs -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "q=CREATE DATABASE sysagent" >/dev/null
 
-# @@PIPELINE@@
+# --- our binaries -------------------------------------------------------------
+if [ -n "$BUILD" ]; then
+  say "building our binaries (release; the first build takes a few minutes)"
+  cargo build --release --locked -q -p logagent -p etcd-put -p logtransfer -p sysagent
+  cargo build --release --locked -q -p logger --example demo_app
+fi
+BIN=$ROOT/target/release
+APPLOGS=$DEMO/applogs
+mkdir -p "$APPLOGS" "$DEMO/logagent"
+
+say "seeding etcd: logagent collects $APPLOGS/*.log into topic app-logs"
+"$BIN/etcd-put" --endpoints "127.0.0.1:$ETCD_PORT" put --key '/logagent/{ip}/collect_config' \
+  --value "[{\"path\": \"$APPLOGS/*.log\", \"topic\": \"app-logs\", \"fields\": {\"env\": \"demo\"}}]" \
+  --allowed-paths "$DEMO/**"
+
+cat > "$DEMO/logagent.ini" <<CONF
+[kafka]
+address = 127.0.0.1:$KAFKA_PORT
+[etcd]
+address = 127.0.0.1:$ETCD_PORT
+collect_log_key = /logagent/{ip}/collect_config
+[agent]
+data_dir = $DEMO/logagent
+allowed_paths = $DEMO/**
+metrics_address = 127.0.0.1:$LOGAGENT_METRICS
+CONF
+say "starting logagent (metrics on 127.0.0.1:$LOGAGENT_METRICS)"
+start logagent "$BIN/logagent" --config "$DEMO/logagent.ini"
+
+cat > "$DEMO/logtransfer.ini" <<CONF
+[kafka]
+address = 127.0.0.1:$KAFKA_PORT
+group_id = demo-logtransfer
+topics = app-logs
+[es]
+address = http://127.0.0.1:$ES_PORT
+index = logs-{topic}-%Y.%m.%d
+[batch]
+max_wait_ms = 500
+[transfer]
+dead_letter_topic = logtransfer-dead-letter
+metrics_address = 127.0.0.1:$LOGTRANSFER_METRICS
+CONF
+say "starting logtransfer (metrics on 127.0.0.1:$LOGTRANSFER_METRICS)"
+start logtransfer "$BIN/logtransfer" --config "$DEMO/logtransfer.ini"
+
+cat > "$DEMO/sysagent.ini" <<CONF
+[collect]
+interval = 5s
+[influxdb]
+address = http://127.0.0.1:$INFLUX_PORT
+database = sysagent
+[prometheus]
+listen = 127.0.0.1:$SYSAGENT_PORT
+CONF
+say "starting sysagent (/metrics on 127.0.0.1:$SYSAGENT_PORT, InfluxDB database sysagent)"
+start sysagent "$BIN/sysagent" --config "$DEMO/sysagent.ini"
+
+say "starting the demo app: logs JSON through logger into $APPLOGS/app.log"
+start demo_app "$BIN/examples/demo_app" --dir "$APPLOGS" --rate 20
+
+show_results() {
+  say "the demo app's lines in Elasticsearch (latest 5 of logs-app-logs-*):"
+  curl -fs "http://127.0.0.1:$ES_PORT/logs-app-logs-*/_search" -H 'Content-Type: application/json' -d '{
+      "size": 5, "sort": [{"@timestamp": "desc"}],
+      "_source": ["@timestamp", "log.level", "message", "log.origin", "host.name", "log.file.path"]
+    }' | python3 scripts/lib/show.py es || say "(no documents yet; see $LOGS/logtransfer.log)"
+  say "latest host metrics in InfluxDB:"
+  curl -fs -G "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "db=sysagent" \
+    --data-urlencode "q=SELECT last(usage_idle) AS cpu_idle_pct FROM cpu WHERE cpu='cpu-total'; SELECT last(used_percent) AS mem_used_pct FROM mem; SELECT last(load1) AS load1 FROM system" \
+    | python3 scripts/lib/show.py influx || say "(no points yet; see $LOGS/sysagent.log)"
+  say "the same host through Prometheus (node_exporter names):"
+  curl -fs -G "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode 'query={__name__=~"up|node_load1|node_memory_MemAvailable_bytes"}' \
+    | python3 scripts/lib/show.py prom || true
+}
+
+say "waiting for the first documents to reach Elasticsearch"
+deadline=$((SECONDS + 120))
+until [ "$(curl -fs "http://127.0.0.1:$ES_PORT/logs-app-logs-*/_count" 2>/dev/null | python3 scripts/lib/show.py count 2>/dev/null || echo 0)" -gt 0 ]; do
+  [ $SECONDS -lt $deadline ] || die "no documents in Elasticsearch after 120 s; see $LOGS"
+  sleep 1
+done
+sleep 6   # one more sysagent interval and Prometheus scrape
+show_results
 
 cat >&2 <<TABLE
 
@@ -152,6 +238,10 @@ cat >&2 <<TABLE
   Elasticsearch API    http://127.0.0.1:$ES_PORT
   InfluxDB             http://127.0.0.1:$INFLUX_PORT   (database sysagent)
   Prometheus           http://127.0.0.1:$PROM_PORT
+  logagent /metrics    http://127.0.0.1:$LOGAGENT_METRICS/metrics
+  logtransfer /metrics http://127.0.0.1:$LOGTRANSFER_METRICS/metrics
+  sysagent /metrics    http://127.0.0.1:$SYSAGENT_PORT/metrics
+  demo app log files   $APPLOGS
   logs                 $LOGS
 
 TABLE
@@ -159,7 +249,8 @@ TABLE
 if [ -n "$DURATION" ]; then
   say "running for $DURATION s"
   sleep "$DURATION"
+  show_results
 else
-  say "up; press Ctrl-C to stop"
-  while true; do sleep 3600; done
+  say "up; press Ctrl-C to stop (results again every 60 s)"
+  while true; do sleep 60; show_results; done
 fi

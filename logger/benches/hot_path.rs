@@ -10,7 +10,7 @@ use std::io;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use logger::format::{FormatCtx, JsonFormat, PatternFormat};
-use logger::{Format, LevelFilter, Origin, OtherOrigin, Output, Record, TimeZoneKind, Value};
+use logger::{Format, LevelFilter, Origin, Output, Record, TimeZoneKind, Value};
 
 /// Discards everything: isolates the caller side and the queue.
 struct Null;
@@ -31,12 +31,12 @@ fn record() -> Record {
     Record {
         level: logger::Level::Info,
         time_us: 1_795_615_200_123_456,
-        origin: Origin::Other(Box::new(OtherOrigin {
-            target: Cow::Borrowed("my_app::db"),
-            file: Cow::Borrowed("src/db.rs"),
-            line: 42,
-            function: Some(Cow::Borrowed("connect")),
-        })),
+        origin: Origin::other(
+            "my_app::db",
+            "src/db.rs",
+            42,
+            Some(Cow::Borrowed("connect")),
+        ),
         thread_id: 4242,
         thread_name: Some("main"),
         message: String::from("user 42 logged in from 10.0.0.1 after 17 ms").into(),
@@ -63,7 +63,16 @@ fn caller(c: &mut Criterion) {
     });
     let ip = "10.0.0.1";
     let mut id = 0u64;
+    // Plain identifiers of integer and string types: captured, formatted on the writer.
     g.bench_function("enabled_info_3_args", |b| {
+        b.iter(|| {
+            id += 1;
+            let ms = id % 1000;
+            logger::info!("user {} logged in from {} after {} ms", id, ip, ms)
+        })
+    });
+    // An expression argument: formatted on the caller with `core::fmt`.
+    g.bench_function("enabled_info_3_args_caller_formats", |b| {
         b.iter(|| {
             id += 1;
             logger::info!("user {} logged in from {} after {} ms", id, ip, id % 1000)

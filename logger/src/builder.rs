@@ -197,6 +197,9 @@ impl Builder {
                 ctx: FormatCtx::new(cfg.timezone, false),
                 output: c.output,
                 failing: false,
+                failed_since_flush: false,
+                // The application's own output may read `record.message`.
+                needs_text: true,
             });
         }
         if crate::core::current().is_some() {
@@ -339,10 +342,13 @@ fn build_slot(
     Ok(Slot {
         name: name.to_string(),
         level: Arc::new(AtomicU8::new(level.as_u8())),
+        // Our outputs never read `record.message`: only the format decides.
+        needs_text: !format.writes_captured_messages(),
         format,
         ctx: FormatCtx::new(tz, color),
         output,
         failing: false,
+        failed_since_flush: false,
     })
 }
 

@@ -3,8 +3,10 @@
 //! writer converts it to wall-clock microseconds, off the hot path.
 //!
 //! The TSC is used only on x86_64 when the CPU says it is constant and non-stop
-//! (`constant_tsc`, `nonstop_tsc` in /proc/cpuinfo) and `LOGGER_NO_TSC` is unset;
-//! elsewhere call sites read the wall clock directly.
+//! (`constant_tsc`, `nonstop_tsc` in /proc/cpuinfo), the kernel has not given up on it
+//! (its clocksource, when readable, is `tsc`: Linux switches away when it finds the
+//! TSC unstable or the vCPUs out of step) and `LOGGER_NO_TSC` is unset; otherwise, and
+//! whenever any of that cannot be read, call sites read the wall clock directly.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,14 +23,39 @@ const ENCODED_LIMIT: i64 = -(1 << 62);
 pub(crate) fn init() {
     DECIDED.call_once(|| {
         let ok = cfg!(target_arch = "x86_64")
-            && std::env::var_os("LOGGER_NO_TSC").is_none()
-            && std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
-                c.lines()
-                    .find(|l| l.starts_with("flags"))
-                    .is_some_and(|f| f.contains(" constant_tsc") && f.contains(" nonstop_tsc"))
-            });
+            && tsc_trustworthy(
+                std::env::var_os("LOGGER_NO_TSC").is_some(),
+                std::fs::read_to_string("/proc/cpuinfo").ok().as_deref(),
+                std::fs::read_to_string(CLOCKSOURCE).ok().as_deref(),
+            );
         TSC.store(ok, Ordering::Relaxed);
     });
+}
+
+const CLOCKSOURCE: &str = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+
+/// Whether the TSC may stand in for the wall clock, given `LOGGER_NO_TSC`, the text
+/// of /proc/cpuinfo (`None`: unreadable) and the kernel's current clocksource (`None`:
+/// unreadable, then the CPU flags decide alone).
+fn tsc_trustworthy(no_tsc_env: bool, cpuinfo: Option<&str>, clocksource: Option<&str>) -> bool {
+    if no_tsc_env {
+        return false;
+    }
+    let flags_ok = cpuinfo.is_some_and(|c| {
+        c.lines()
+            .find(|l| l.starts_with("flags"))
+            .and_then(|l| l.split_once(':'))
+            .is_some_and(|(_, flags)| {
+                let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+                has("constant_tsc") && has("nonstop_tsc")
+            })
+    });
+    flags_ok && clocksource.is_none_or(|c| c.trim() == "tsc")
+}
+
+/// Whether call sites read the TSC in this process (decided when the logger is built).
+pub fn uses_tsc() -> bool {
+    TSC.load(Ordering::Relaxed)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -138,6 +165,36 @@ impl TscToWall {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FLAGS_OK: &str =
+        "processor\t: 0\nflags\t\t: fpu tsc rdtscp constant_tsc nonstop_tsc tsc_adjust\n";
+
+    #[test]
+    fn the_wall_clock_is_used_unless_every_sign_says_the_tsc_is_sound() {
+        assert!(tsc_trustworthy(false, Some(FLAGS_OK), Some("tsc\n")));
+        assert!(tsc_trustworthy(false, Some(FLAGS_OK), None));
+        // Opted out.
+        assert!(!tsc_trustworthy(true, Some(FLAGS_OK), Some("tsc\n")));
+        // A flag missing (whole words only: `nonstop_tsc_x` is not `nonstop_tsc`).
+        for flags in [
+            "flags\t\t: fpu tsc constant_tsc\n",
+            "flags\t\t: fpu tsc nonstop_tsc\n",
+            "flags\t\t: fpu tsc constant_tsc nonstop_tsc_x\n",
+            "flags\t\t: fpu tsc\n",
+            "processor\t: 0\n",
+            "",
+        ] {
+            assert!(
+                !tsc_trustworthy(false, Some(flags), Some("tsc\n")),
+                "{flags:?}"
+            );
+        }
+        // /proc/cpuinfo unreadable.
+        assert!(!tsc_trustworthy(false, None, Some("tsc\n")));
+        // The kernel dropped the TSC as its clocksource (unstable, vCPUs out of step).
+        assert!(!tsc_trustworthy(false, Some(FLAGS_OK), Some("kvm-clock\n")));
+        assert!(!tsc_trustworthy(false, Some(FLAGS_OK), Some("hpet\n")));
+    }
 
     #[test]
     fn converted_tsc_times_match_the_wall_clock() {

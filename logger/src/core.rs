@@ -17,7 +17,7 @@ use crate::format::{Format, FormatCtx};
 use crate::level::{Level, LevelFilter};
 use crate::outputs::Output;
 use crate::queue::{Consumer, Producer};
-use crate::record::{Origin, OtherOrigin, Record, ToValue};
+use crate::record::{Origin, Record, ToValue};
 
 /// Least level that can pass anywhere (`LevelFilter::as_u8`); 6 = off. This is the one
 /// atomic load a disabled call pays.
@@ -93,7 +93,15 @@ pub(crate) struct Slot {
     pub(crate) format: Box<dyn Format>,
     pub(crate) ctx: FormatCtx,
     pub(crate) output: Box<dyn Output>,
+    /// Reported on stderr and not yet recovered.
     pub(crate) failing: bool,
+    /// A write, flush or tick failed since the last flush: a buffered write succeeds
+    /// even when the device is full, so only a flush with no failure since the previous
+    /// one counts as recovered.
+    pub(crate) failed_since_flush: bool,
+    /// Whether this output's format or output reads `record.message` as text (so the
+    /// writer formats captured arguments into the record before handing it over).
+    pub(crate) needs_text: bool,
 }
 
 /// All outputs; driven by one thread at a time.
@@ -101,6 +109,8 @@ pub(crate) struct Dispatch {
     pub(crate) slots: Vec<Slot>,
     buf: Vec<u8>,
     counters: Arc<Counters>,
+    /// Some output reads `record.message` as text (see `Slot::needs_text`).
+    needs_text: bool,
     /// Records written since the last `publish`: one atomic add per batch, not per record.
     written: u64,
     clock: crate::clock::TscToWall,
@@ -109,6 +119,7 @@ pub(crate) struct Dispatch {
 impl Dispatch {
     pub(crate) fn new(slots: Vec<Slot>, counters: Arc<Counters>) -> Self {
         Dispatch {
+            needs_text: slots.iter().any(|s| s.needs_text),
             slots,
             buf: Vec::with_capacity(1024),
             counters,
@@ -119,6 +130,9 @@ impl Dispatch {
 
     fn write(&mut self, r: &mut Record) {
         r.time_us = self.clock.wall_us(r.time_us);
+        if self.needs_text {
+            r.message.materialize();
+        }
         let r = &*r;
         for slot in &mut self.slots {
             if !LevelFilter::from_u8(slot.level.load(Ordering::Relaxed)).allows(r.level) {
@@ -164,6 +178,7 @@ impl Dispatch {
         for slot in &mut self.slots {
             let res = slot.output.flush();
             report(slot, res, &self.counters);
+            end_flush_cycle(slot);
         }
     }
 
@@ -179,26 +194,34 @@ impl Dispatch {
         for slot in &mut self.slots {
             let res = slot.output.close();
             report(slot, res, &self.counters);
+            end_flush_cycle(slot);
         }
     }
 }
 
-/// Counts a failure and tells stderr once per output, until the output works again.
+/// Counts a failure and tells stderr once per output, until the output works again
+/// (see [`end_flush_cycle`]): a broken disk must not turn into a line on stderr per record.
 fn report(slot: &mut Slot, res: io::Result<()>, counters: &Counters) {
-    match res {
-        Ok(()) => slot.failing = false,
-        Err(e) => {
-            counters.write_errors.fetch_add(1, Ordering::Relaxed);
-            if !slot.failing {
-                slot.failing = true;
-                eprintln!(
-                    "logger: output `{}` ({}) failed: {e}; records for it are lost until it recovers (counted in write_errors)",
-                    slot.name,
-                    slot.output.describe()
-                );
-            }
+    if let Err(e) = res {
+        counters.write_errors.fetch_add(1, Ordering::Relaxed);
+        slot.failed_since_flush = true;
+        if !slot.failing {
+            slot.failing = true;
+            eprintln!(
+                "logger: output `{}` ({}) failed: {e}; records for it are lost until it recovers (counted in write_errors)",
+                slot.name,
+                slot.output.describe()
+            );
         }
     }
+}
+
+/// After a flush: the output has recovered if nothing failed since the previous flush.
+fn end_flush_cycle(slot: &mut Slot) {
+    if !slot.failed_since_flush {
+        slot.failing = false;
+    }
+    slot.failed_since_flush = false;
 }
 
 /// Requests to the writer besides records. Each carries the queue position it must
@@ -219,6 +242,9 @@ struct AsyncSink {
     ctl: Sender<Ctl>,
     overflow: Overflow,
     writer: Thread,
+    /// Set by the writer before a long park; a caller that sees it after publishing a
+    /// record wakes the writer. While the writer polls, callers make no syscall at all.
+    writer_sleeping: Arc<AtomicBool>,
     join: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -273,9 +299,11 @@ impl Core {
         let (queue, consumer) = crate::queue::bounded(settings.capacity.max(1));
         let (ctl, ctl_rx) = crossbeam_channel::unbounded();
         let interval = settings.flush_interval;
+        let writer_sleeping = Arc::new(AtomicBool::new(false));
+        let sleeping = Arc::clone(&writer_sleeping);
         let join = std::thread::Builder::new()
             .name("logger-writer".into())
-            .spawn(move || writer_loop(consumer, ctl_rx, dispatch, interval))?;
+            .spawn(move || writer_loop(consumer, ctl_rx, dispatch, interval, &sleeping))?;
         let writer = join.thread().clone();
         Ok(Core {
             spec: RwLock::new(spec),
@@ -286,6 +314,7 @@ impl Core {
                 ctl,
                 overflow: settings.overflow,
                 writer,
+                writer_sleeping,
                 join: Mutex::new(Some(join)),
             }),
             counters,
@@ -324,8 +353,9 @@ impl Core {
                 d.write(&mut r);
                 d.flush();
             }
-            Sink::Async(a) => {
-                if let Err(r) = a.queue.push(r) {
+            Sink::Async(a) => match a.queue.push(r) {
+                Ok(()) => a.wake_if_sleeping(),
+                Err(r) => {
                     a.writer.unpark();
                     match a.overflow {
                         Overflow::Block => a.push_blocking(r),
@@ -334,7 +364,7 @@ impl Core {
                         }
                     }
                 }
-            }
+            },
         }
         if fatal {
             self.after_fatal();
@@ -397,22 +427,42 @@ fn outputs_of(d: &Dispatch) -> Vec<(String, Arc<AtomicU8>)> {
         .collect()
 }
 
-/// How long the idle writer sleeps at first and at most. Callers never wake it for a
-/// record (that would cost a syscall per call); they only do when the queue is full.
+/// How long the idle writer sleeps at first and at most while it polls. Callers do not
+/// wake a polling writer (that would cost a syscall per call).
 const IDLE_MIN: Duration = Duration::from_micros(20);
 const IDLE_MAX: Duration = Duration::from_millis(1);
+/// Once polling found nothing up to IDLE_MAX, the writer announces that it sleeps and parks
+/// for this long at most (the housekeeping tick); the next record wakes it. Polling at
+/// IDLE_MAX for ever would wake an idle process a thousand times a second.
+const DEEP_IDLE: Duration = Duration::from_millis(200);
 /// Records handled between checks of the flush interval.
 const BATCH: usize = 4096;
 
 impl AsyncSink {
+    /// Wakes the writer if it announced a long park. A relaxed load: a caller that misses
+    /// the announcement only delays its record until the park times out (at most
+    /// DEEP_IDLE), it never loses it.
+    #[inline]
+    fn wake_if_sleeping(&self) {
+        if self.writer_sleeping.load(Ordering::Relaxed) {
+            self.writer.unpark();
+        }
+    }
+
     /// Waits for room: spin, then yield, then nap. Parking on a futex would cost a
     /// wake-up round-trip per record while the queue stays full.
     fn push_blocking(&self, mut r: Record) {
         let mut round = 0u32;
+        // Once full, wait for a run of free slots rather than one: taking each slot as
+        // the writer frees it keeps both threads on the same cache lines, and that
+        // ping-pong, not the work, then sets the pace.
+        let want = (self.queue.capacity() / 16).clamp(1, 256);
         loop {
-            match self.queue.push(r) {
-                Ok(()) => return,
-                Err(back) => r = back,
+            if round == 0 || self.queue.free() >= want {
+                match self.queue.push(r) {
+                    Ok(()) => return,
+                    Err(back) => r = back,
+                }
             }
             round += 1;
             if round <= 6 {
@@ -439,7 +489,13 @@ fn drain_until(q: &mut Consumer<Record>, d: &mut Dispatch, upto: usize) {
     }
 }
 
-fn writer_loop(mut q: Consumer<Record>, ctl: Receiver<Ctl>, mut d: Dispatch, interval: Duration) {
+fn writer_loop(
+    mut q: Consumer<Record>,
+    ctl: Receiver<Ctl>,
+    mut d: Dispatch,
+    interval: Duration,
+    sleeping: &AtomicBool,
+) {
     let mut last_flush = Instant::now();
     let mut last_tick = Instant::now();
     let mut dirty = false;
@@ -480,12 +536,29 @@ fn writer_loop(mut q: Consumer<Record>, ctl: Receiver<Ctl>, mut d: Dispatch, int
                 d.tick();
                 last_tick = now;
             }
+            let deep = idle >= IDLE_MAX;
+            let nap = if deep { DEEP_IDLE } else { idle };
             let wait = if dirty {
-                idle.min(interval.saturating_sub(now.duration_since(last_flush)))
+                nap.min(interval.saturating_sub(now.duration_since(last_flush)))
             } else {
-                idle
+                nap
             };
+            if deep {
+                sleeping.store(true, Ordering::SeqCst);
+                // A record published before the announcement was visible to its caller
+                // would otherwise wait for the whole park.
+                if q.consume(|r| d.write(r)) {
+                    sleeping.store(false, Ordering::Relaxed);
+                    dirty = true;
+                    d.publish();
+                    idle = IDLE_MIN;
+                    continue;
+                }
+            }
             std::thread::park_timeout(wait.max(Duration::from_micros(1)));
+            if deep {
+                sleeping.store(false, Ordering::Relaxed);
+            }
             idle = (idle * 2).min(IDLE_MAX);
         } else {
             idle = IDLE_MIN;
@@ -679,6 +752,9 @@ pub struct Callsite {
     function: fn() -> &'static str,
     /// `generation << 1 | enabled`; 0 = not computed.
     interest: AtomicU32,
+    /// Whether this call site's format string can be filled in on the writer:
+    /// 0 = not yet known, 1 = yes, 2 = no.
+    deferrable: std::sync::atomic::AtomicU8,
 }
 
 impl fmt::Debug for Callsite {
@@ -708,6 +784,7 @@ impl Callsite {
             line,
             function,
             interest: AtomicU32::new(0),
+            deferrable: std::sync::atomic::AtomicU8::new(0),
         }
     }
 
@@ -743,6 +820,22 @@ impl Callsite {
         self.refresh(generation)
     }
 
+    /// Whether `fmt` (this call site's format string, with `n` arguments) can be
+    /// filled in on the writer; parsed once per call site.
+    #[inline]
+    fn deferrable(&self, fmt: &str, n: usize) -> bool {
+        match self.deferrable.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                let ok = crate::record::simple_format(fmt, n);
+                self.deferrable
+                    .store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+                ok
+            }
+        }
+    }
+
     #[cold]
     fn refresh(&self, generation: u32) -> bool {
         let enabled = current().is_some_and(|c| c.enabled(self.module, self.level));
@@ -772,6 +865,37 @@ pub fn log_callsite(
     args: fmt::Arguments<'_>,
     fields: &[(&'static str, &dyn ToValue)],
 ) {
+    log_with(cs, || crate::record::Message::format(args), fields);
+}
+
+/// The call site's fast path: when every argument is an integer or a string that fits
+/// and `fmt` holds only `{}` placeholders, the arguments are copied into the record and
+/// formatted on the writer (`core::fmt` is most of a caller's time otherwise). False
+/// when not possible: the macro then calls [`log_callsite`].
+#[doc(hidden)]
+#[inline(never)]
+pub fn log_deferred(
+    cs: &'static Callsite,
+    fmt: &'static str,
+    args: &[crate::record::Arg<'_>],
+    fields: &[(&'static str, &dyn ToValue)],
+) -> bool {
+    if !cs.deferrable(fmt, args.len()) {
+        return false;
+    }
+    let Some(message) = crate::record::Message::deferred(fmt, args) else {
+        return false;
+    };
+    log_with(cs, || message, fields);
+    true
+}
+
+#[inline(always)]
+fn log_with(
+    cs: &'static Callsite,
+    message: impl FnOnce() -> crate::record::Message,
+    fields: &[(&'static str, &dyn ToValue)],
+) {
     let Some(core) = current() else { return };
     let build = || {
         let (thread_id, thread_name) = crate::record::current_thread();
@@ -781,7 +905,7 @@ pub fn log_callsite(
             origin: Origin::Callsite(cs),
             thread_id,
             thread_name,
-            message: crate::record::Message::format(args),
+            message: message(),
             fields: if fields.is_empty() {
                 Vec::new()
             } else {
@@ -798,6 +922,7 @@ pub fn log_callsite(
         && let Some(claim) = a.queue.claim()
     {
         claim.publish_with(build, formatting_panicked);
+        a.wake_if_sleeping();
         if cs.level == Level::Fatal {
             core.after_fatal();
         }
@@ -820,12 +945,7 @@ fn formatting_panicked() -> Record {
     Record {
         level: Level::Error,
         time_us: crate::record::now_us(),
-        origin: Origin::Other(Box::new(OtherOrigin {
-            target: Cow::Borrowed("logger"),
-            file: Cow::Borrowed(""),
-            line: 0,
-            function: None,
-        })),
+        origin: Origin::other("logger", "", 0, None),
         thread_id,
         thread_name,
         message: "<formatting this record's arguments panicked>".into(),
@@ -871,12 +991,7 @@ pub(crate) fn install_panic_hook() {
                 let r = Record {
                     level: Level::Fatal,
                     time_us: crate::record::now_us(),
-                    origin: Origin::Other(Box::new(OtherOrigin {
-                        target: Cow::Borrowed("panic"),
-                        file: Cow::Owned(file),
-                        line,
-                        function: None,
-                    })),
+                    origin: Origin::other("panic", file, line, None),
                     thread_id,
                     thread_name,
                     message: format!("panicked: {msg}").into(),

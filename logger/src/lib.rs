@@ -41,17 +41,35 @@ pub use crate::level::{Level, LevelFilter};
 pub use crate::outputs::Output;
 pub use crate::record::{Message, Origin, OtherOrigin, Record, ToValue, Value, display};
 
-/// Items the macros use; not part of the API.
+/// Items the macros (and the tests) use; not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::core::{Callsite, level_enabled, log_callsite, type_name_of};
+    pub use crate::clock::uses_tsc;
+    pub use crate::core::{Callsite, level_enabled, log_callsite, log_deferred, type_name_of};
+    pub use crate::record::{Arg, ArgAny, ArgExact, Wrap};
 }
 
 /// Logs at a given [`Level`]: `logger::log!(logger::Level::Info, "x = {}", x)`,
 /// with fields: `logger::log!(logger::Level::Info, user = 42, "ip" = ip; "login")`.
 #[macro_export]
 macro_rules! log {
-    ($lvl:expr, $($key:tt = $value:expr),+ ; $($arg:tt)+) => {{
+    ($lvl:expr, $($key:tt = $value:expr),+ ; $($arg:tt)+) => {
+        $crate::__logger_log!(
+            $lvl,
+            [$(($crate::__logger_key!($key), &$value as &dyn $crate::ToValue)),+];
+            $($arg)+
+        )
+    };
+    ($lvl:expr, $($arg:tt)+) => {
+        $crate::__logger_log!($lvl, []; $($arg)+)
+    };
+}
+
+/// The one expansion behind [`log!`]: `$fields` is the slice of (key, value) pairs.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __logger_log {
+    ($lvl:expr, $fields:tt; $($arg:tt)+) => {{
         const __LOGGER_LVL: $crate::Level = $lvl;
         if $crate::__private::level_enabled(__LOGGER_LVL) {
             fn __logger_fn() -> &'static str {
@@ -65,36 +83,39 @@ macro_rules! log {
                 __logger_fn,
             );
             if __LOGGER_CS.enabled() {
-                $crate::__private::log_callsite(
-                    &__LOGGER_CS,
-                    ::core::format_args!($($arg)+),
-                    &[$(($crate::__logger_key!($key), &$value as &dyn $crate::ToValue)),+],
-                );
+                $crate::__logger_emit!(__LOGGER_CS, $fields; $($arg)+);
             }
         }
     }};
-    ($lvl:expr, $($arg:tt)+) => {{
-        const __LOGGER_LVL: $crate::Level = $lvl;
-        if $crate::__private::level_enabled(__LOGGER_LVL) {
-            fn __logger_fn() -> &'static str {
-                $crate::__private::type_name_of(__logger_fn)
-            }
-            static __LOGGER_CS: $crate::__private::Callsite = $crate::__private::Callsite::new(
-                __LOGGER_LVL,
-                ::core::module_path!(),
-                ::core::file!(),
-                ::core::line!(),
-                __logger_fn,
+}
+
+/// Queues the record of an enabled call site. A format string with plain identifiers
+/// as arguments first tries [`log_deferred`](crate::__private::log_deferred): integers
+/// and strings are copied and formatted on the writer; anything else (other types,
+/// format specs, expressions) goes through `format_args!` on the caller.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __logger_emit {
+    ($cs:ident, $fields:tt; $fmt:literal, $($a:ident),+ $(,)?) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::{ArgAny as _, ArgExact as _};
+        let __logger_fields = $fields;
+        if !$crate::__private::log_deferred(
+            &$cs,
+            $fmt,
+            &[$((&$crate::__private::Wrap(&$a)).__logger_arg()),+],
+            &__logger_fields,
+        ) {
+            $crate::__private::log_callsite(
+                &$cs,
+                ::core::format_args!($fmt, $($a),+),
+                &__logger_fields,
             );
-            if __LOGGER_CS.enabled() {
-                $crate::__private::log_callsite(
-                    &__LOGGER_CS,
-                    ::core::format_args!($($arg)+),
-                    &[],
-                );
-            }
         }
     }};
+    ($cs:ident, $fields:tt; $($arg:tt)+) => {
+        $crate::__private::log_callsite(&$cs, ::core::format_args!($($arg)+), &$fields)
+    };
 }
 
 #[doc(hidden)]

@@ -59,33 +59,12 @@ impl<T> Producer<T> {
     /// Adds `v`, or gives it back when the queue is full.
     #[inline]
     pub(crate) fn push(&self, v: T) -> Result<(), T> {
-        let q = &*self.0;
-        let mut pos = q.tail.0.load(Ordering::Relaxed);
-        loop {
-            let slot = &q.slots[pos & q.mask];
-            let seq = slot.seq.load(Ordering::Acquire);
-            let dif = seq.wrapping_sub(pos) as isize;
-            if dif == 0 {
-                match q.tail.0.compare_exchange_weak(
-                    pos,
-                    pos.wrapping_add(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        // SAFETY: winning the CAS for `pos` makes this slot ours until
-                        // we publish it below.
-                        unsafe { (*slot.val.get()).write(v) };
-                        slot.seq.store(pos.wrapping_add(1), Ordering::Release);
-                        return Ok(());
-                    }
-                    Err(now) => pos = now,
-                }
-            } else if dif < 0 {
-                return Err(v);
-            } else {
-                pos = q.tail.0.load(Ordering::Relaxed);
+        match self.claim() {
+            Some(claim) => {
+                claim.publish(v);
+                Ok(())
             }
+            None => Err(v),
         }
     }
 
@@ -117,6 +96,22 @@ impl<T> Producer<T> {
         }
     }
 
+    /// Slots in all.
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.mask + 1
+    }
+
+    /// Slots free right now (a snapshot: others may take or free slots meanwhile).
+    pub(crate) fn free(&self) -> usize {
+        let q = &*self.0;
+        let used = q
+            .tail
+            .0
+            .load(Ordering::Relaxed)
+            .wrapping_sub(q.head.0.load(Ordering::Relaxed));
+        (q.mask + 1).saturating_sub(used)
+    }
+
     /// The position the next push will take: everything pushed before this call has a
     /// smaller position.
     pub(crate) fn tail(&self) -> usize {
@@ -131,6 +126,16 @@ pub(crate) struct Claim<'a, T> {
 }
 
 impl<T> Claim<'_, T> {
+    /// Fills the slot with `v` and hands it to the consumer.
+    #[inline]
+    pub(crate) fn publish(self, v: T) {
+        // SAFETY: the claim owns the slot until `seq` is stored.
+        unsafe { (*self.slot.val.get()).write(v) };
+        self.slot
+            .seq
+            .store(self.pos.wrapping_add(1), Ordering::Release);
+    }
+
     /// Builds the value straight into the slot and hands it to the consumer. If
     /// `build` panics, `fallback` fills the slot instead (the consumer would otherwise
     /// wait for it forever) and the panic goes on.

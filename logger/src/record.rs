@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
+use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,6 +41,23 @@ pub enum Origin {
     Callsite(&'static crate::core::Callsite),
     /// Records from `log`, `tracing` or the panic hook.
     Other(Box<OtherOrigin>),
+}
+
+impl Origin {
+    /// An origin for a record that did not come from our macros.
+    pub fn other(
+        target: impl Into<Str>,
+        file: impl Into<Str>,
+        line: u32,
+        function: Option<Str>,
+    ) -> Origin {
+        Origin::Other(Box::new(OtherOrigin {
+            target: target.into(),
+            file: file.into(),
+            line,
+            function,
+        }))
+    }
 }
 
 /// The source of a record that did not come from our macros.
@@ -121,6 +139,185 @@ enum MessageRepr {
         buf: [MaybeUninit<u8>; INLINE_MESSAGE],
     },
     Heap(Box<str>),
+    /// Arguments captured at the call site, formatted on the writer
+    /// ([`Message::materialize`]): `fmt` holds only `{}`, `{{` and `}}`; `buf[..len]`
+    /// holds one encoded [`Arg`] per `{}` (see [`encode_args`]).
+    Deferred {
+        fmt: &'static str,
+        len: u8,
+        buf: [MaybeUninit<u8>; DEFERRED_BYTES],
+    },
+}
+
+/// Bytes of encoded arguments a deferred message holds: as much as fits beside the
+/// format string without making a message larger than an inline one.
+const DEFERRED_BYTES: usize = INLINE_MESSAGE - 16;
+
+/// An argument captured at a call site for formatting on the writer: what `{}` would
+/// print, cheap to copy. `No` for every other type (the call site then formats as usual).
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub enum Arg<'a> {
+    U(u64),
+    I(i64),
+    S(&'a str),
+    No,
+}
+
+/// A macro argument, for picking how to capture it: [`ArgExact`] for the types the
+/// writer can print like `{}` does, [`ArgAny`] (one autoref further) for every other.
+#[doc(hidden)]
+pub struct Wrap<'a, T: ?Sized>(pub &'a T);
+
+/// Capture of the types printed on the writer (preferred by method resolution).
+#[doc(hidden)]
+pub trait ArgExact<'a> {
+    fn __logger_arg(&self) -> Arg<'a>;
+}
+
+/// Every other type: not captured (the call site formats the message).
+#[doc(hidden)]
+pub trait ArgAny<'a> {
+    fn __logger_arg(&self) -> Arg<'a>;
+}
+
+impl<'a, T: ?Sized> ArgAny<'a> for &Wrap<'a, T> {
+    #[inline(always)]
+    fn __logger_arg(&self) -> Arg<'a> {
+        Arg::No
+    }
+}
+
+macro_rules! capture_ints {
+    ($variant:ident as $wide:ty: $($t:ty),+) => {$(
+        impl<'a> ArgExact<'a> for Wrap<'a, $t> {
+            #[inline(always)]
+            fn __logger_arg(&self) -> Arg<'a> {
+                Arg::$variant(*self.0 as $wide)
+            }
+        }
+    )+};
+}
+capture_ints!(U as u64: u8, u16, u32, u64, usize);
+capture_ints!(I as i64: i8, i16, i32, i64, isize);
+
+impl<'a> ArgExact<'a> for Wrap<'a, str> {
+    #[inline(always)]
+    fn __logger_arg(&self) -> Arg<'a> {
+        Arg::S(self.0)
+    }
+}
+
+impl<'a> ArgExact<'a> for Wrap<'a, &str> {
+    #[inline(always)]
+    fn __logger_arg(&self) -> Arg<'a> {
+        Arg::S(self.0)
+    }
+}
+
+impl<'a> ArgExact<'a> for Wrap<'a, String> {
+    #[inline(always)]
+    fn __logger_arg(&self) -> Arg<'a> {
+        Arg::S(self.0)
+    }
+}
+
+const TAG_U: u8 = 0;
+const TAG_I: u8 = 1;
+const TAG_S: u8 = 2;
+
+/// Whether `fmt` uses only `{}` placeholders (and `{{`/`}}`), exactly `n` of them: then
+/// the writer can substitute captured arguments and print what `format!` would.
+pub(crate) fn simple_format(fmt: &str, n: usize) -> bool {
+    let b = fmt.as_bytes();
+    let (mut i, mut count) = (0, 0);
+    while i < b.len() {
+        match (b[i], b.get(i + 1)) {
+            (b'{', Some(b'{')) | (b'}', Some(b'}')) => i += 2,
+            (b'{', Some(b'}')) => {
+                count += 1;
+                i += 2;
+            }
+            (b'{' | b'}', _) => return false,
+            _ => i += 1,
+        }
+    }
+    count == n
+}
+
+/// Encodes `args` for a deferred message: a tag byte, then 8 bytes for an integer or a
+/// length byte and the text for a string. `None` when one is not capturable or they do
+/// not fit (the call site then formats as usual).
+#[inline]
+fn encode_args(args: &[Arg<'_>], buf: &mut [MaybeUninit<u8>; DEFERRED_BYTES]) -> Option<u8> {
+    let mut at = 0usize;
+    for a in args {
+        let (tag, bytes): (u8, &[u8]) = match a {
+            Arg::U(v) => (TAG_U, &v.to_ne_bytes()[..]),
+            Arg::I(v) => (TAG_I, &v.to_ne_bytes()[..]),
+            Arg::S(s) if s.len() <= u8::MAX as usize => (TAG_S, s.as_bytes()),
+            _ => return None,
+        };
+        let extra = usize::from(tag == TAG_S);
+        let end = at + 1 + extra + bytes.len();
+        if end > DEFERRED_BYTES {
+            return None;
+        }
+        buf[at].write(tag);
+        if tag == TAG_S {
+            buf[at + 1].write(bytes.len() as u8);
+        }
+        // SAFETY: `end <= DEFERRED_BYTES` was checked above.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                buf.as_mut_ptr().add(at + 1 + extra) as *mut u8,
+                bytes.len(),
+            );
+        }
+        at = end;
+    }
+    Some(at as u8)
+}
+
+/// Writes `fmt` with its `{}` replaced by the arguments `encode_args` put in `enc`, and
+/// `{{`/`}}` unescaped: exactly what `format!` prints for these types.
+#[inline]
+fn render_deferred(fmt: &str, mut enc: &[u8], mut put: impl FnMut(&str)) {
+    let mut num = itoa::Buffer::new();
+    let mut rest = fmt.as_bytes();
+    // A byte scan: `str::find` with a char set decodes UTF-8 and is several times slower.
+    while let Some(i) = rest.iter().position(|&b| b == b'{' || b == b'}') {
+        // SAFETY: `i` is at an ASCII brace, so both halves are whole UTF-8.
+        put(unsafe { std::str::from_utf8_unchecked(&rest[..i]) });
+        if rest[i..].starts_with(b"{}") {
+            // `simple_format` matched the placeholders to the arguments; never panic on
+            // the writer if that were broken, stop substituting instead.
+            let Some((&tag, tail)) = enc.split_first() else {
+                break;
+            };
+            let text: &str = match tag {
+                TAG_U => num.format(u64::from_ne_bytes(tail[..8].try_into().unwrap_or_default())),
+                TAG_I => num.format(i64::from_ne_bytes(tail[..8].try_into().unwrap_or_default())),
+                _ => {
+                    let n = tail[0] as usize;
+                    // SAFETY: copied from a `&str` by `encode_args`.
+                    unsafe { std::str::from_utf8_unchecked(&tail[1..1 + n]) }
+                }
+            };
+            enc = match tag {
+                TAG_U | TAG_I => &tail[8..],
+                _ => &tail[1 + tail[0] as usize..],
+            };
+            put(text);
+        } else {
+            // `{{` or `}}` (`simple_format` allowed nothing else).
+            put(if rest[i] == b'{' { "{" } else { "}" });
+        }
+        rest = &rest[i + 2..];
+    }
+    // SAFETY: a suffix of `fmt` after an ASCII brace.
+    put(unsafe { std::str::from_utf8_unchecked(rest) });
 }
 
 impl Message {
@@ -146,6 +343,59 @@ impl Message {
         m
     }
 
+    /// A message whose arguments are formatted later, on the writer; `None` when they
+    /// cannot be (an argument of another type, or too long): format as usual then.
+    /// `fmt` must pass [`simple_format`] for `args.len()`.
+    #[inline]
+    pub(crate) fn deferred(fmt: &'static str, args: &[Arg<'_>]) -> Option<Message> {
+        let mut buf = [MaybeUninit::uninit(); DEFERRED_BYTES];
+        let len = encode_args(args, &mut buf)?;
+        Some(Message(MessageRepr::Deferred { fmt, len, buf }))
+    }
+
+    /// Formats a deferred message's arguments into its text (the writer does this before
+    /// a format or output that reads the text sees the record); other messages are left
+    /// alone.
+    pub(crate) fn materialize(&mut self) {
+        let MessageRepr::Deferred { fmt, len, buf } = &self.0 else {
+            return;
+        };
+        let fmt = *fmt;
+        // Copied out: the text is written over the same bytes.
+        let mut enc = [0u8; DEFERRED_BYTES];
+        let n = *len as usize;
+        // SAFETY: `encode_args` initialised `..len`.
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr() as *const u8, enc.as_mut_ptr(), n) };
+        self.0 = MessageRepr::Inline {
+            len: 0,
+            buf: [MaybeUninit::uninit(); INLINE_MESSAGE],
+        };
+        let mut w = InlineWriter {
+            msg: &mut self.0,
+            heap: None,
+        };
+        render_deferred(fmt, &enc[..n], |s| {
+            let _ = w.write_str(s);
+        });
+        if let Some(h) = w.heap.take() {
+            self.0 = MessageRepr::Heap(h.into_boxed_str());
+        }
+    }
+
+    /// Appends the text to `out`; captured arguments are formatted straight into it.
+    #[inline]
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match &self.0 {
+            MessageRepr::Deferred { fmt, len, buf } => {
+                // SAFETY: `encode_args` initialised `..len`.
+                let enc =
+                    unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, *len as usize) };
+                render_deferred(fmt, enc, |s| out.extend_from_slice(s.as_bytes()));
+            }
+            _ => out.extend_from_slice(self.as_str().as_bytes()),
+        }
+    }
+
     /// The text.
     #[inline]
     pub fn as_str(&self) -> &str {
@@ -160,6 +410,8 @@ impl Message {
                 ))
             },
             MessageRepr::Heap(s) => s,
+            // Never seen outside the writer, which materializes it first.
+            MessageRepr::Deferred { fmt, .. } => fmt,
         }
     }
 }
@@ -387,6 +639,62 @@ pub(crate) fn current_thread() -> (u64, Option<&'static str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    // The borrow is the point: the macros' `(&Wrap(&x))` picks `ArgExact` over `ArgAny`.
+    #[allow(clippy::needless_borrow)]
+    fn deferred_messages_materialize_exactly_like_format() {
+        let (big, neg, ip, owned) = (u64::MAX, i64::MIN, "10.0.0.1", String::from("ü ✓"));
+        let args = [
+            (&Wrap(&big)).__logger_arg(),
+            (&Wrap(&neg)).__logger_arg(),
+            (&Wrap(&ip)).__logger_arg(),
+            (&Wrap(&owned)).__logger_arg(),
+            (&Wrap(&7u8)).__logger_arg(),
+        ];
+        assert!(!args.iter().any(|a| matches!(a, Arg::No)));
+        for other in [
+            (&Wrap(&0.5f64)).__logger_arg(),
+            (&Wrap(&'c')).__logger_arg(),
+            (&Wrap(&true)).__logger_arg(),
+        ] {
+            assert!(matches!(other, Arg::No));
+        }
+        let fmt = "a {} b {{}} {}}} {}{} {}";
+        assert!(simple_format(fmt, 5));
+        let mut m = Message::deferred(fmt, &args).unwrap();
+        assert!(matches!(m.0, MessageRepr::Deferred { .. }));
+        m.materialize();
+        assert!(matches!(m.0, MessageRepr::Inline { .. }));
+        assert_eq!(
+            m.as_str(),
+            format!("a {big} b {{}} {neg}}} {ip}{owned} {}", 7u8)
+        );
+        // Longer than inline once formatted: still exact, on the heap.
+        let mut long = Message::deferred("{}{}{}{}{}{}{}{}{}{}", &[Arg::U(u64::MAX); 10]).unwrap();
+        long.materialize();
+        assert!(matches!(long.0, MessageRepr::Heap(_)));
+        assert_eq!(long.as_str(), u64::MAX.to_string().repeat(10));
+        let s = "z".repeat(80);
+        // Arguments that do not fit are refused (the call site formats them instead).
+        let huge = "h".repeat(DEFERRED_BYTES);
+        assert!(Message::deferred("{}", &[Arg::S(&huge)]).is_none());
+        assert!(Message::deferred("{} {}", &[Arg::S(&s), Arg::S(&s)]).is_none());
+        assert!(Message::deferred("{}", &[Arg::No]).is_none());
+        // Only bare `{}` placeholders, exactly as many as arguments.
+        for (f, n) in [
+            ("{:?}", 1),
+            ("{0}", 1),
+            ("{x}", 0),
+            ("{", 0),
+            ("}", 0),
+            ("{} {}", 1),
+            ("{:5}", 1),
+        ] {
+            assert!(!simple_format(f, n), "{f}");
+        }
+        assert!(simple_format("no args {{}}", 0));
+    }
 
     #[test]
     fn messages_stay_inline_until_they_do_not_fit() {

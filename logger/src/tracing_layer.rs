@@ -17,7 +17,7 @@ use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 
 use crate::level::Level;
-use crate::record::{Origin, OtherOrigin, Record, Str, Value};
+use crate::record::{Origin, Record, Str, Value};
 
 /// Routes `tracing` events into the installed logger, using its filters.
 #[derive(Clone, Copy, Debug, Default)]
@@ -98,12 +98,12 @@ impl<S: Subscriber> Layer<S> for LoggerLayer {
         crate::core::submit(Record {
             level,
             time_us: crate::record::now_us(),
-            origin: Origin::Other(Box::new(OtherOrigin {
-                target: Cow::Borrowed(meta.target()),
-                file: Cow::Borrowed(meta.file().unwrap_or("")),
-                line: meta.line().unwrap_or(0),
-                function: None,
-            })),
+            origin: Origin::other(
+                meta.target(),
+                meta.file().unwrap_or(""),
+                meta.line().unwrap_or(0),
+                None,
+            ),
             thread_id,
             thread_name,
             message: v.message.unwrap_or_default().into(),

@@ -23,6 +23,25 @@ fn messages(kafka: &Kafka, topic: &str, expected: usize) -> Vec<serde_json::Valu
         .collect()
 }
 
+/// A fresh broker with an empty one-partition topic `logs`.
+fn broker() -> Kafka {
+    let kafka = Kafka::start();
+    kafka.create_topic("logs", 1);
+    kafka
+}
+
+/// Logs one record and waits until the broker has it: the producer is connected and
+/// idle before the test stalls the broker.
+fn warm_up(guard: &logger::LoggerGuard) {
+    logger::info!("warm-up");
+    assert!(
+        wait_until(Duration::from_secs(30), || guard.stats().kafka_delivered
+            == 1),
+        "warm-up record not delivered: {:?}",
+        guard.stats()
+    );
+}
+
 /// Logs in a thread and waits (with a generous deadline) for it to finish: a logger
 /// that blocks on the broker would never get there while the broker is stalled.
 fn log_without_blocking(n: usize, tag: &'static str) {
@@ -40,8 +59,7 @@ fn log_without_blocking(n: usize, tag: &'static str) {
 #[test]
 fn records_arrive_and_parse() {
     let _s = serial();
-    let kafka = Kafka::start();
-    kafka.create_topic("logs", 1);
+    let kafka = broker();
     let guard = Builder::new()
         .output(
             "bus",
@@ -68,8 +86,7 @@ fn records_arrive_and_parse() {
 #[test]
 fn a_stalled_broker_does_not_block_and_buffered_records_arrive_after() {
     let _s = serial();
-    let kafka = Kafka::start();
-    kafka.create_topic("logs", 1);
+    let kafka = broker();
     let guard = Builder::new()
         .output(
             "bus",
@@ -77,12 +94,7 @@ fn a_stalled_broker_does_not_block_and_buffered_records_arrive_after() {
         )
         .init()
         .unwrap();
-    // Connected and idle before the outage.
-    logger::info!("warm-up");
-    assert!(wait_until(Duration::from_secs(30), || guard
-        .stats()
-        .kafka_delivered
-        == 1));
+    warm_up(&guard);
     kafka.pause();
     log_without_blocking(300, "during");
     guard.flush();
@@ -104,8 +116,7 @@ fn a_stalled_broker_does_not_block_and_buffered_records_arrive_after() {
 #[test]
 fn overflow_spills_to_the_fallback_file() {
     let _s = serial();
-    let kafka = Kafka::start();
-    kafka.create_topic("logs", 1);
+    let kafka = broker();
     let dir = tempfile::tempdir().unwrap();
     let spill = dir.path().join("spill.log");
     let guard = Builder::new()
@@ -117,11 +128,7 @@ fn overflow_spills_to_the_fallback_file() {
         )
         .init()
         .unwrap();
-    logger::info!("warm-up");
-    assert!(wait_until(Duration::from_secs(30), || guard
-        .stats()
-        .kafka_delivered
-        == 1));
+    warm_up(&guard);
     kafka.pause();
     log_without_blocking(120, "during");
     guard.flush();
@@ -141,8 +148,7 @@ fn overflow_spills_to_the_fallback_file() {
 #[test]
 fn delivery_failures_reach_the_counter_and_the_callback() {
     let _s = serial();
-    let kafka = Kafka::start();
-    kafka.create_topic("logs", 1);
+    let kafka = broker();
     let calls = Arc::new(AtomicU64::new(0));
     let c2 = calls.clone();
     let mut out = OutputConfig::kafka(kafka.bootstrap_servers(), "logs");
@@ -155,11 +161,7 @@ fn delivery_failures_reach_the_counter_and_the_callback() {
         })
         .init()
         .unwrap();
-    logger::info!("warm-up");
-    assert!(wait_until(Duration::from_secs(30), || guard
-        .stats()
-        .kafka_delivered
-        == 1));
+    warm_up(&guard);
     let before = guard.stats().kafka_delivery_errors;
     let calls_before = calls.load(Ordering::SeqCst);
     kafka.pause();

@@ -374,3 +374,68 @@ fn a_panicking_output_is_counted_and_the_writer_keeps_going() {
     assert_eq!(handle.stats().write_errors, 10);
     assert_eq!(handle.stats().written, 100);
 }
+
+/// Messages whose arguments are copied and formatted on the writer (integers and
+/// strings behind plain identifiers, `{}` only) and those formatted at the call site
+/// (everything else) read exactly as `format!` would write them, in order.
+#[test]
+fn messages_read_as_format_would_write_them_on_either_path() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("msg.log");
+    let json = dir.path().join("msg.json");
+    // The pattern writes captured arguments straight into its line; JSON reads the
+    // message as text, formatted into the record first: both must agree.
+    let guard = Builder::new()
+        .output("f", OutputConfig::file(&path).pattern("{message}|{fields}"))
+        .output("j", OutputConfig::file(&json).json())
+        .init()
+        .unwrap();
+    let (u8v, u64max, i64min, isz) = (7u8, u64::MAX, i64::MIN, -3isize);
+    let (s, owned, empty) = ("10.0.0.1", String::from("ünïcode ✓"), "");
+    let long = "x".repeat(300);
+    let many = "y".repeat(60);
+    let (f, c, b) = (0.25f64, 'c', true);
+    let inferred = 42;
+    let mut expected = Vec::new();
+    // Deferred: integers of every width, &str, String, empty, braces, trailing comma.
+    logger::info!("user {} logged in from {} after {} ms", u64max, s, i64min);
+    expected.push(format!(
+        "user {u64max} logged in from {s} after {i64min} ms|"
+    ));
+    logger::info!("{}{}{{}}{}}}{}", u8v, isz, owned, empty,);
+    expected.push(format!("{u8v}{isz}{{}}{owned}}}{empty}|"));
+    logger::info!("{}", inferred);
+    expected.push(format!("{inferred}|"));
+    logger::info!(k = 1; "with {} field", s);
+    expected.push(format!("with {s} field| k=1"));
+    // At the call site: too long, too much in total, other types, specs, positions,
+    // inline names, expressions.
+    logger::info!("long {}", long);
+    expected.push(format!("long {long}|"));
+    logger::info!("{} {}", many, many);
+    expected.push(format!("{many} {many}|"));
+    logger::info!("{} {} {}", f, c, b);
+    expected.push(format!("{f} {c} {b}|"));
+    logger::info!("{:>5}|{:?}|{:x}", u8v, s, u64max);
+    expected.push(format!("{u8v:>5}|{s:?}|{u64max:x}|"));
+    logger::info!("{1} {0}", u8v, s);
+    expected.push(format!("{1} {0}|", u8v, s));
+    logger::info!("{s} {}", u8v);
+    expected.push(format!("{s} {u8v}|"));
+    logger::info!("{} {}", u8v + 1, s.len());
+    expected.push(format!("{} {}|", u8v + 1, s.len()));
+    drop(guard);
+    let text = read_text(&path);
+    let got: Vec<&str> = text.lines().collect();
+    assert_eq!(got, expected);
+    let messages: Vec<String> = json_lines(&json)
+        .iter()
+        .map(|v| v["message"].as_str().unwrap().to_string())
+        .collect();
+    let expected_messages: Vec<&str> = expected
+        .iter()
+        .map(|l| l.rsplit_once('|').unwrap().0)
+        .collect();
+    assert_eq!(messages, expected_messages);
+}

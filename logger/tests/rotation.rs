@@ -14,6 +14,35 @@ use logger::{Builder, OutputConfig};
 
 const PAD: &str = "the quick brown fox jumps over the lazy dog";
 
+/// A builder with one file output `file` at `live` writing bare messages, shaped by
+/// `rotation` (the part each test varies).
+fn file_logger(live: &Path, rotation: impl FnOnce(OutputConfig) -> OutputConfig) -> Builder {
+    Builder::new().output(
+        "file",
+        rotation(OutputConfig::file(live).pattern("{message}")),
+    )
+}
+
+/// Names of the files in `dir` starting with `app.log`, sorted.
+fn file_names(dir: &Path) -> Vec<String> {
+    files(dir, "app.log")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The `i=` sequence number of a line written by these tests.
+fn seq_no(line: &str) -> usize {
+    line.split(" i=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Logs `per_thread` lines from each of 4 threads at once.
 fn write_concurrently(phase: usize, per_thread: usize) {
     std::thread::scope(|s| {
@@ -69,11 +98,7 @@ fn size_rotation_under_four_writers_keeps_every_line_whole() {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("app.log");
     let max = 16 * 1024;
-    let guard = Builder::new()
-        .output(
-            "file",
-            OutputConfig::file(&live).pattern("{message}").max_size(max),
-        )
+    let guard = file_logger(&live, |o| o.max_size(max))
         .queue_capacity(1024)
         .init()
         .unwrap();
@@ -108,16 +133,7 @@ fn size_rotation_under_four_writers_keeps_every_line_whole() {
         let seq: Vec<usize> = ordered
             .iter()
             .filter(|(_, l)| l.contains(&format!(" t={t} ")))
-            .map(|(_, l)| {
-                l.split(" i=")
-                    .nth(1)
-                    .unwrap()
-                    .split(' ')
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            })
+            .map(|(_, l)| seq_no(l))
             .collect();
         assert!(
             seq == (0..5000).collect::<Vec<_>>(),
@@ -133,13 +149,7 @@ fn time_rotation_with_an_injected_clock_puts_each_period_in_its_own_file() {
     let live = dir.path().join("app.log");
     // 2026-11-25T14:20:00Z
     let clock = ManualClock::new(1_795_616_400_000_000);
-    let guard = Builder::new()
-        .output(
-            "file",
-            OutputConfig::file(&live)
-                .pattern("{message}")
-                .period(Duration::from_secs(3600)),
-        )
+    let guard = file_logger(&live, |o| o.period(Duration::from_secs(3600)))
         .rotation_clock("file", clock.clone())
         .init()
         .unwrap();
@@ -149,10 +159,7 @@ fn time_rotation_with_an_injected_clock_puts_each_period_in_its_own_file() {
         clock.advance(Duration::from_secs(3600));
     }
     drop(guard);
-    let names: Vec<String> = files(dir.path(), "app.log")
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let names = file_names(dir.path());
     assert_eq!(
         names,
         [
@@ -179,28 +186,20 @@ fn size_or_time_whichever_comes_first() {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("app.log");
     let clock = ManualClock::new(1_795_616_400_000_000);
-    let guard = Builder::new()
-        .output(
-            "file",
-            OutputConfig::file(&live)
-                .pattern("{message}")
-                .period(Duration::from_secs(3600))
-                .max_size(1_000_000),
-        )
-        .rotation_clock("file", clock.clone())
-        .sync()
-        .init()
-        .unwrap();
+    let guard = file_logger(&live, |o| {
+        o.period(Duration::from_secs(3600)).max_size(1_000_000)
+    })
+    .rotation_clock("file", clock.clone())
+    .sync()
+    .init()
+    .unwrap();
     // 2000 lines of ~64 bytes stay under 1 MB: only the hour boundary rotates.
     write_concurrently(0, 500);
     clock.advance(Duration::from_secs(3600));
     // 20000 lines pass 1 MB: size rotates within the hour.
     write_concurrently(1, 5000);
     drop(guard);
-    let names: Vec<String> = files(dir.path(), "app.log")
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let names = file_names(dir.path());
     assert_eq!(names.len(), 3, "{names:?}");
     assert_eq!(names[1], "app.log.20261125-150000");
     assert!(names[2].starts_with("app.log.20261125-15"), "{names:?}");
@@ -219,14 +218,7 @@ fn retention_by_count_keeps_the_newest_files() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("app.log");
-    let guard = Builder::new()
-        .output(
-            "file",
-            OutputConfig::file(&live)
-                .pattern("{message}")
-                .max_size(4096)
-                .keep(3),
-        )
+    let guard = file_logger(&live, |o| o.max_size(4096).keep(3))
         .init()
         .unwrap();
     for i in 0..2000 {
@@ -238,16 +230,7 @@ fn retention_by_count_keeps_the_newest_files() {
     // What is left is the tail of the sequence, without a gap.
     let mut idx: Vec<usize> = all_lines(dir.path())
         .iter()
-        .map(|(_, l)| {
-            l.split(" i=")
-                .nth(1)
-                .unwrap()
-                .split(' ')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
+        .map(|(_, l)| seq_no(l))
         .collect();
     idx.sort();
     assert_eq!(*idx.last().unwrap(), 1999);
@@ -267,16 +250,11 @@ fn retention_by_age_deletes_only_old_rotated_files() {
     f.set_modified(SystemTime::now() - Duration::from_secs(10 * 86_400))
         .unwrap();
     drop(f);
-    let guard = Builder::new()
-        .output(
-            "file",
-            OutputConfig::file(&live)
-                .pattern("{message}")
-                .max_size(1024)
-                .max_age(Duration::from_secs(86_400)),
-        )
-        .init()
-        .unwrap();
+    let guard = file_logger(&live, |o| {
+        o.max_size(1024).max_age(Duration::from_secs(86_400))
+    })
+    .init()
+    .unwrap();
     for i in 0..40 {
         logger::info!("p=0 t=0 i={i} {PAD}");
     }
@@ -295,14 +273,7 @@ fn gzip_rotated_files_are_readable_and_complete() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("app.log");
-    let guard = Builder::new()
-        .output(
-            "file",
-            OutputConfig::file(&live)
-                .pattern("{message}")
-                .max_size(8192)
-                .gzip(true),
-        )
+    let guard = file_logger(&live, |o| o.max_size(8192).gzip(true))
         .init()
         .unwrap();
     write_concurrently(0, 1000);
@@ -326,15 +297,7 @@ fn index_suffix_shifts_and_keeps_count() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("app.log");
-    let guard = Builder::new()
-        .output(
-            "file",
-            OutputConfig::file(&live)
-                .pattern("{message}")
-                .max_size(2048)
-                .suffix(Suffix::Index)
-                .keep(2),
-        )
+    let guard = file_logger(&live, |o| o.max_size(2048).suffix(Suffix::Index).keep(2))
         .sync()
         .init()
         .unwrap();
@@ -342,25 +305,10 @@ fn index_suffix_shifts_and_keeps_count() {
         logger::info!("p=0 t=0 i={i} {PAD}");
     }
     drop(guard);
-    let names: Vec<String> = files(dir.path(), "app.log")
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let names = file_names(dir.path());
     assert_eq!(names, ["app.log", "app.log.1", "app.log.2"]);
-    let first = |p: &str| -> usize {
-        read_text(&dir.path().join(p))
-            .lines()
-            .next()
-            .unwrap()
-            .split(" i=")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let first =
+        |p: &str| -> usize { seq_no(read_text(&dir.path().join(p)).lines().next().unwrap()) };
     assert!(first("app.log.2") < first("app.log.1"));
     assert!(first("app.log.1") < first("app.log"));
 }
@@ -370,10 +318,7 @@ fn a_deleted_live_file_is_recreated() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("app.log");
-    let guard = Builder::new()
-        .output("file", OutputConfig::file(&live).pattern("{message}"))
-        .init()
-        .unwrap();
+    let guard = file_logger(&live, |o| o).init().unwrap();
     logger::info!("p=before");
     guard.flush();
     std::fs::remove_file(&live).unwrap();

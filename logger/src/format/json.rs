@@ -92,7 +92,7 @@ fn write_value(buf: &mut Vec<u8>, v: &Value) {
 mod tests {
     use super::*;
     use crate::format::TimeZoneKind;
-    use crate::record::{Origin, OtherOrigin};
+    use crate::record::Origin;
     use std::borrow::Cow;
 
     #[test]
@@ -100,12 +100,12 @@ mod tests {
         let r = Record {
             level: crate::Level::Info,
             time_us: 1_795_615_200_123_456,
-            origin: Origin::Other(Box::new(OtherOrigin {
-                target: Cow::Borrowed("my_app::db"),
-                file: Cow::Borrowed("src/db.rs"),
-                line: 42,
-                function: Some(Cow::Borrowed("connect")),
-            })),
+            origin: Origin::other(
+                "my_app::db",
+                "src/db.rs",
+                42,
+                Some(Cow::Borrowed("connect")),
+            ),
             thread_id: 1,
             thread_name: Some("main"),
             message: "said \"hi\"\n".into(),

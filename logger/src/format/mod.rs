@@ -51,6 +51,14 @@ impl FormatCtx {
 pub trait Format: Send {
     /// Appends one record, ending in `\n`, to `buf`.
     fn format(&self, record: &Record, ctx: &mut FormatCtx, buf: &mut Vec<u8>);
+
+    /// True if this format takes the message only through
+    /// [`crate::Message::write_to`], which can format a call site's captured arguments
+    /// straight into `buf`; otherwise the writer formats them into the record first.
+    #[doc(hidden)]
+    fn writes_captured_messages(&self) -> bool {
+        false
+    }
 }
 
 /// Formats the whole second once and the microseconds by hand: formatting every

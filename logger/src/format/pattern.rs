@@ -146,6 +146,10 @@ fn level_color(level: crate::Level) -> &'static [u8] {
 }
 
 impl Format for PatternFormat {
+    fn writes_captured_messages(&self) -> bool {
+        true
+    }
+
     fn format(&self, r: &Record, ctx: &mut FormatCtx, buf: &mut Vec<u8>) {
         for piece in &self.pieces {
             match piece {
@@ -175,7 +179,7 @@ impl Format for PatternFormat {
                 Piece::ThreadId => {
                     buf.extend_from_slice(itoa::Buffer::new().format(r.thread_id).as_bytes())
                 }
-                Piece::Message => buf.extend_from_slice(r.message.as_bytes()),
+                Piece::Message => r.message.write_to(buf),
                 Piece::Fields => {
                     for (k, v) in &r.fields {
                         buf.push(b' ');
@@ -207,19 +211,14 @@ impl Format for PatternFormat {
 mod tests {
     use super::*;
     use crate::format::TimeZoneKind;
-    use crate::record::{Origin, OtherOrigin};
+    use crate::record::Origin;
     use std::borrow::Cow;
 
     fn rec() -> Record {
         Record {
             level: crate::Level::Warn,
             time_us: 1_764_079_200_000_042,
-            origin: Origin::Other(Box::new(OtherOrigin {
-                target: Cow::Borrowed("app::db"),
-                file: Cow::Borrowed("src/db.rs"),
-                line: 42,
-                function: Some(Cow::Borrowed("connect")),
-            })),
+            origin: Origin::other("app::db", "src/db.rs", 42, Some(Cow::Borrowed("connect"))),
             thread_id: 7,
             thread_name: Some("main"),
             message: "pool exhausted".into(),
