@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -164,14 +165,43 @@ impl Acknowledge for OffsetTracker {
 }
 
 /// Consumer context: on revocation, commit what is settled for the leaving partitions
-/// and forget them.
+/// and forget them; on assignment, give the new partitions the consume loop's pause state.
 pub struct TrackingContext {
     tracker: Arc<OffsetTracker>,
+    /// Whether the consume loop wants its partitions paused (see [`set_paused`]).
+    paused: AtomicBool,
 }
 
 impl ClientContext for TrackingContext {}
 
 impl ConsumerContext for TrackingContext {
+    /// librdkafka keeps a partition's pause flag (set by `pause()`) across its revocation
+    /// and re-assignment, while a partition it never paused arrives unpaused. The consume
+    /// loop's pause state covers what is assigned when it pauses or resumes, so a partition
+    /// paused, revoked, and assigned again after the loop resumed (the sink drained during
+    /// the rebalance, with nothing assigned) would stay paused for good: its records would
+    /// never be read. Every assignment therefore takes the loop's current state.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(assigned) = rebalance else {
+            return;
+        };
+        if assigned.count() == 0 {
+            return;
+        }
+        let pause = self.paused.load(Ordering::SeqCst);
+        let r = if pause {
+            consumer.pause(assigned)
+        } else {
+            consumer.resume(assigned)
+        };
+        if let Err(e) = r {
+            log::warn!(
+                "cannot {} the newly assigned partitions: {e}",
+                if pause { "pause" } else { "resume" }
+            );
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
@@ -220,12 +250,15 @@ pub fn create_consumer(
             config.fetch_queue_kbytes.max(1).to_string(),
         )
         .set("enable.partition.eof", "false");
-    cc.create_with_context(TrackingContext { tracker })
-        .map_err(|source| SourceError::Create {
-            brokers: config.address.clone(),
-            group: config.group_id.clone(),
-            source: Box::new(source),
-        })
+    cc.create_with_context(TrackingContext {
+        tracker,
+        paused: AtomicBool::new(false),
+    })
+    .map_err(|source| SourceError::Create {
+        brokers: config.address.clone(),
+        group: config.group_id.clone(),
+        source: Box::new(source),
+    })
 }
 
 fn to_tpl(list: &[(Arc<str>, i32, i64)]) -> TopicPartitionList {
@@ -330,7 +363,11 @@ fn subscribe(consumer: &TransferConsumer, topics: &[String]) -> Result<(), Sourc
         })
 }
 
+/// Pauses or resumes the assigned partitions. The state is also kept for the partitions
+/// assigned later ([`TrackingContext::post_rebalance`]): a rebalance can leave nothing
+/// assigned at this moment.
 fn set_paused(consumer: &TransferConsumer, pause: bool) {
+    consumer.context().paused.store(pause, Ordering::SeqCst);
     let Ok(assignment) = consumer.assignment() else {
         return;
     };
@@ -459,10 +496,6 @@ pub async fn run(
                         msg.timestamp().to_millis(),
                     );
                     backlog.push_back(doc);
-                    if paused {
-                        // Newly assigned partitions arrive unpaused.
-                        set_paused(&consumer, true);
-                    }
                 }
                 Err(e) => {
                     log::warn!("Kafka consumer error: {e}");
@@ -522,6 +555,72 @@ mod tests {
         t.ack(&[key(0, 1)]);
         assert!(t.to_commit().is_empty());
         assert!(t.lag().is_empty());
+    }
+
+    /// A partition paused, revoked, and assigned again after the loop resumed (the sink
+    /// drained while nothing was assigned) is read again: librdkafka would otherwise keep
+    /// it paused for good. Real broker (tansu): re-subscribing revokes and re-assigns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_partition_paused_then_reassigned_takes_the_current_pause_state() {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        use std::collections::HashSet;
+        use tokio::time::{Instant, timeout};
+
+        let kafka = test_servers::Kafka::start();
+        kafka.create_topic("paused", 2);
+        let producer: BaseProducer =
+            service_kit::kafka::producer_config(&kafka.bootstrap_servers())
+                .create()
+                .unwrap();
+        for i in 0..200 {
+            let payload = format!("m {i}");
+            let record = BaseRecord::<(), _>::to("paused")
+                .payload(&payload)
+                .partition(i % 2);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+
+        let config = KafkaConfig {
+            address: kafka.bootstrap_servers(),
+            group_id: "paused".into(),
+            session_timeout_ms: 6_000,
+            ..KafkaConfig::default()
+        };
+        let consumer = create_consumer(&config, Arc::new(OffsetTracker::default())).unwrap();
+        let topics = vec!["paused".to_owned()];
+        subscribe(&consumer, &topics).unwrap();
+        // Polls (serving the group protocol) until `done` holds for the consumer and the
+        // partitions read since the call.
+        async fn poll_until(
+            consumer: &TransferConsumer,
+            what: &str,
+            mut done: impl FnMut(&TransferConsumer, &HashSet<i32>) -> bool,
+        ) {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut read = HashSet::new();
+            while !done(consumer, &read) {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                if let Ok(Ok(msg)) = timeout(Duration::from_millis(100), consumer.recv()).await {
+                    read.insert(msg.partition());
+                }
+            }
+        }
+        let assigned = |c: &TransferConsumer| c.assignment().map_or(0, |a| a.count());
+        poll_until(&consumer, "the first assignment", |c, read| {
+            assigned(c) == 2 && !read.is_empty()
+        })
+        .await;
+
+        set_paused(&consumer, true);
+        subscribe(&consumer, &topics).unwrap();
+        poll_until(&consumer, "the revocation", |c, _| assigned(c) == 0).await;
+        // The sink drained during the rebalance.
+        set_paused(&consumer, false);
+        poll_until(&consumer, "records of both partitions", |c, read| {
+            assigned(c) == 2 && read.len() == 2
+        })
+        .await;
     }
 
     #[test]
