@@ -188,13 +188,7 @@ impl Tailer {
                     }
                     Ok(false) if Instant::now() >= lingering[i].1 => {
                         let (mut open, _) = lingering.swap_remove(i);
-                        let ts = now_timestamp();
-                        let mut batch = std::mem::take(&mut self.batch);
-                        batch.clear();
-                        open.splitter.finish(|l| batch.push(&self.encoder, &ts, l));
-                        let sent = self.send(&open.progress, &batch, &cancel).await;
-                        self.batch = batch;
-                        if sent.is_err() {
+                        if self.ship_rest(&mut open, &cancel).await.is_err() {
                             lingering.push((open, Instant::now()));
                             break;
                         }
@@ -320,14 +314,7 @@ impl Tailer {
             }
             return Ok(false);
         }
-        self.ctx.metrics.bytes_read.inc_by(n as u64);
-        let ts = now_timestamp();
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.clear();
-        open.splitter
-            .push(&self.buf[..n], |l| batch.push(&self.encoder, &ts, l));
-        self.send(&open.progress, &batch, cancel).await?;
-        self.batch = batch;
+        self.ship_read(open, n, cancel).await?;
         Ok(true)
     }
 
@@ -351,22 +338,10 @@ impl Tailer {
                     Ok(n) => n,
                 };
                 at += n as u64;
-                self.ctx.metrics.bytes_read.inc_by(n as u64);
-                let ts = now_timestamp();
-                let mut batch = std::mem::take(&mut self.batch);
-                batch.clear();
-                open.splitter
-                    .push(&self.buf[..n], |l| batch.push(&self.encoder, &ts, l));
-                self.send(&open.progress, &batch, cancel).await?;
-                self.batch = batch;
+                self.ship_read(open, n, cancel).await?;
             }
         }
-        let ts = now_timestamp();
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.clear();
-        open.splitter.finish(|l| batch.push(&self.encoder, &ts, l));
-        self.send(&open.progress, &batch, cancel).await?;
-        self.batch = batch;
+        self.ship_rest(open, cancel).await?;
         // The checkpoint must not mix the old content's offsets with the new content's.
         while open.progress.in_flight() > 0 {
             tokio::select! {
@@ -380,6 +355,39 @@ impl Tailer {
         }
         open.splitter.reset(0);
         Ok(())
+    }
+
+    /// Ships the lines completed by the first `n` bytes of the read buffer.
+    async fn ship_read(
+        &mut self,
+        open: &mut Open,
+        n: usize,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        self.ctx.metrics.bytes_read.inc_by(n as u64);
+        let ts = now_timestamp();
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        open.splitter
+            .push(&self.buf[..n], |l| batch.push(&self.encoder, &ts, l));
+        let sent = self.send(&open.progress, &batch, cancel).await;
+        self.batch = batch;
+        sent
+    }
+
+    /// Ships the last, unterminated line of content that will not grow any more.
+    async fn ship_rest(
+        &mut self,
+        open: &mut Open,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        let ts = now_timestamp();
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        open.splitter.finish(|l| batch.push(&self.encoder, &ts, l));
+        let sent = self.send(&open.progress, &batch, cancel).await;
+        self.batch = batch;
+        sent
     }
 
     async fn send(

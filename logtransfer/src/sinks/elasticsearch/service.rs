@@ -40,6 +40,16 @@ pub enum RequestError {
 }
 
 impl RequestError {
+    /// Wraps a transport error (no response) of a request to `url`.
+    fn transport(url: &str) -> impl FnOnce(reqwest::Error) -> RequestError + '_ {
+        move |source| RequestError::Transport {
+            url: url.to_owned(),
+            source,
+        }
+    }
+}
+
+impl RequestError {
     /// The HTTP status, if there was a response.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -198,18 +208,9 @@ impl ElasticsearchService {
             .auth(req)
             .send()
             .await
-            .map_err(|source| RequestError::Transport {
-                url: url.clone(),
-                source,
-            })?;
+            .map_err(RequestError::transport(&url))?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|source| RequestError::Transport {
-                url: url.clone(),
-                source,
-            })?;
+        let bytes = resp.bytes().await.map_err(RequestError::transport(&url))?;
         if !(200..300).contains(&status) {
             return Err(RequestError::Status {
                 url,
@@ -236,10 +237,7 @@ impl ElasticsearchService {
             .auth(req)
             .send()
             .await
-            .map_err(|source| RequestError::Transport {
-                url: url.clone(),
-                source,
-            })?;
+            .map_err(RequestError::transport(&url))?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(());
