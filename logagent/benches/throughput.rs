@@ -121,14 +121,7 @@ fn raw_producer(
 }
 
 fn metric(url: &str, name: &str) -> f64 {
-    let Ok(resp) = test_servers::http_request("GET", url, None, b"") else {
-        return 0.0;
-    };
-    resp.body
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    test_servers::scrape_metric(url, name).unwrap_or(0.0)
 }
 
 fn rss_kb(pid: u32) -> u64 {

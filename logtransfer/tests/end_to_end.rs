@@ -73,24 +73,6 @@ impl Drop for Agent {
     }
 }
 
-fn etcd_put(endpoint: &str, key: &str, value: &str) {
-    let (endpoint, key, value) = (endpoint.to_owned(), key.to_owned(), value.to_owned());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut c = etcd_client::Client::connect([endpoint], None)
-                .await
-                .unwrap();
-            c.put(key, value, None).await.unwrap();
-        });
-    })
-    .join()
-    .unwrap();
-}
-
 /// The app: logs through `logger` into `path` as JSON; returns the line numbers of the
 /// warn and error calls.
 fn run_app(path: &std::path::Path, n: u32) -> (u32, u32) {
@@ -140,7 +122,7 @@ fn app_lines_travel_through_logger_logagent_kafka_logtransfer_into_elasticsearch
     agent_cfg.agent.ip = "10.1.2.3".into();
     agent_cfg.agent.poll_interval_ms = 20;
     agent_cfg.agent.scan_interval_ms = 100;
-    etcd_put(
+    test_servers::etcd_put(
         &etcd.endpoint(),
         "/logagent/10.1.2.3/collect_config",
         &json!([{"path": app_log.display().to_string(), "topic": "e2e"}]).to_string(),

@@ -9,25 +9,6 @@ use common::*;
 use logtransfer::config::EtcdConfig;
 use test_servers::{Elasticsearch, Etcd, Kafka};
 
-fn put(etcd: &Etcd, key: &str, value: &str) {
-    let endpoint = etcd.endpoint();
-    let (key, value) = (key.to_owned(), value.to_owned());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut client = etcd_client::Client::connect([endpoint], None)
-                .await
-                .unwrap();
-            client.put(key, value, None).await.unwrap();
-        });
-    })
-    .join()
-    .unwrap();
-}
-
 #[test]
 fn topics_come_from_etcd_and_follow_its_changes() {
     let kafka = Kafka::start();
@@ -35,7 +16,7 @@ fn topics_come_from_etcd_and_follow_its_changes() {
     let etcd = Etcd::start();
     kafka.create_topic("first", 1);
     kafka.create_topic("second", 1);
-    put(&etcd, "/logtransfer/topics", r#"["first"]"#);
+    etcd.put("/logtransfer/topics", r#"["first"]"#);
 
     let mut cfg = config(&kafka, &es.url(), "ignored-when-etcd-is-set", "etcd-group");
     cfg.etcd = Some(EtcdConfig {
@@ -55,7 +36,7 @@ fn topics_come_from_etcd_and_follow_its_changes() {
     produce(&kafka, "second", &msg("to second, not listed yet"));
     wait_count(&es, "logs-first-*", 1, Duration::from_secs(60));
 
-    put(&etcd, "/logtransfer/topics", "first, second");
+    etcd.put("/logtransfer/topics", "first, second");
     wait_count(&es, "logs-second-*", 1, Duration::from_secs(60));
     transfer.stop();
     assert_eq!(es.count("logs-*"), 2);

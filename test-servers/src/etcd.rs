@@ -69,6 +69,11 @@ impl Etcd {
         })
     }
 
+    /// Writes `value` under `key` (panics with the reason when etcd refuses).
+    pub fn put(&self, key: &str, value: &str) {
+        etcd_put(&self.endpoint(), key, value);
+    }
+
     /// The client URL, `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
@@ -97,5 +102,34 @@ impl Etcd {
     /// Thaws a paused etcd (SIGCONT).
     pub fn resume(&self) {
         self.process.signal(libc::SIGCONT);
+    }
+}
+
+/// Writes `value` under `key` at the etcd `endpoint`; panics with the reason on failure.
+///
+/// A private runtime on a private thread lets plain tests and tokio tests alike call it.
+pub fn etcd_put(endpoint: &str, key: &str, value: &str) {
+    let (endpoint, key, value) = (endpoint.to_owned(), key.to_owned(), value.to_owned());
+    let outcome = std::thread::spawn(move || -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let mut client = etcd_client::Client::connect([endpoint.as_str()], None)
+                .await
+                .map_err(|e| format!("connect to {endpoint}: {e}"))?;
+            client
+                .put(key.as_str(), value, None)
+                .await
+                .map_err(|e| format!("put {key}: {e}"))?;
+            Ok(())
+        })
+    })
+    .join()
+    .map_err(|_| "etcd put thread panicked".to_owned())
+    .and_then(|result| result);
+    if let Err(what) = outcome {
+        panic!("etcd put failed: {what}");
     }
 }

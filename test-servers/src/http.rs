@@ -96,6 +96,24 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// One sample of a Prometheus text exposition at `url`: `None` when the endpoint does not
+/// answer, `Some(0.0)` when it answers without the sample. `name` is the full sample name
+/// with any labels, e.g. `lines_sent_total` or `lag{partition="0"}`.
+pub fn scrape_metric(url: &str, name: &str) -> Option<f64> {
+    let response = http_request("GET", url, None, b"").ok()?;
+    Some(
+        response
+            .body
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0),
+    )
+}
+
 /// Percent-encodes a query parameter value.
 pub(crate) fn encode_query(value: &str) -> String {
     let mut out = String::with_capacity(value.len() * 3);

@@ -29,9 +29,9 @@ mod prometheus;
 
 pub use elasticsearch::Elasticsearch;
 pub use error::HarnessError;
-pub use etcd::Etcd;
+pub use etcd::{Etcd, etcd_put};
 pub use fault_proxy::{Fault, FaultProxy};
-pub use http::{HttpResponse, http_request};
+pub use http::{HttpResponse, http_request, scrape_metric};
 pub use influx::Influx;
 pub use kafka::Kafka;
 pub use process::free_port;

@@ -119,30 +119,12 @@ impl Drop for Agent {
     }
 }
 
+/// One sample from a /metrics URL; NaN while the endpoint does not answer.
 pub fn metric(url: &str, name: &str) -> f64 {
-    let Ok(resp) = test_servers::http_request("GET", url, None, b"") else {
-        return f64::NAN;
-    };
-    resp.body
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    test_servers::scrape_metric(url, name).unwrap_or(f64::NAN)
 }
 
-/// Writes `value` under `key`.
-pub fn etcd_put(endpoint: &str, key: &str, value: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut c = etcd_client::Client::connect([endpoint], None)
-            .await
-            .unwrap();
-        c.put(key, value, None).await.unwrap();
-    });
-}
+pub use test_servers::etcd_put;
 
 /// One shipped line, decoded.
 #[derive(Debug, Clone, PartialEq)]

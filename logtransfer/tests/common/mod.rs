@@ -156,16 +156,7 @@ impl Drop for InProcess {
 
 /// Reads one sample (`logtransfer_indexed_total`) from a /metrics URL.
 pub fn metric(url: &str, name: &str) -> f64 {
-    let Ok(resp) = http_request("GET", url, None, b"") else {
-        return 0.0;
-    };
-    resp.body
-        .lines()
-        .find_map(|l| {
-            let (n, v) = l.rsplit_once(' ')?;
-            (n == name).then(|| v.parse().ok()).flatten()
-        })
-        .unwrap_or(0.0)
+    test_servers::scrape_metric(url, name).unwrap_or(0.0)
 }
 
 /// All series of a labelled metric: `(labels, value)`.
