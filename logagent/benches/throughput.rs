@@ -3,8 +3,12 @@
 //! the same lines to the same broker in the same run. Also the agent's peak RSS while
 //! tailing the files.
 //!
-//! `cargo bench -p logagent --bench throughput` (env: BENCH_FILES=100, BENCH_LINES=3000
-//! lines per file, BENCH_RUNS=3, BENCH_LINE_BYTES=200). Prints a Markdown table.
+//! `cargo bench -p logagent --bench throughput` (env: BENCH_FILES=100, BENCH_LINES=10000
+//! lines per file, BENCH_RUNS=5, BENCH_LINE_BYTES=200). Prints a Markdown table.
+//!
+//! Diagnostics: BENCH_PERF=FILE records a `perf` profile of the agent while it ships,
+//! BENCH_TIMELINE=1 prints lines read and sent every 20 ms, BENCH_SMAPS=PREFIX copies the
+//! agent's /proc/PID/smaps when idle and at its peak (PREFIX.idle, PREFIX.peak).
 
 use std::io::Write;
 use std::path::Path;
@@ -95,6 +99,7 @@ fn raw_producer(
         .unwrap();
     producer.flush(Duration::from_secs(30)).unwrap();
     let start = Instant::now();
+    let busy0 = machine_jiffies();
     for i in 0..lines {
         for (f, key) in keys.iter().enumerate() {
             let payload = if envelope {
@@ -117,7 +122,32 @@ fn raw_producer(
         }
     }
     producer.flush(Duration::from_secs(120)).unwrap();
+    eprintln!(
+        "raw (envelope {envelope}): machine busy {:.0}%",
+        100.0 * busy_since(busy0)
+    );
     start.elapsed()
+}
+
+/// Busy and total jiffies of the whole machine so far (all CPUs).
+fn machine_jiffies() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = f.iter().sum();
+    let idle = f.get(3).copied().unwrap_or(0.0) + f.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
+}
+
+fn busy_since(since: (f64, f64)) -> f64 {
+    let now = machine_jiffies();
+    (now.0 - since.0) / (now.1 - since.1).max(1.0)
 }
 
 fn metric(url: &str, name: &str) -> f64 {
@@ -199,6 +229,9 @@ fn agent_run(
         std::thread::sleep(Duration::from_millis(50));
     }
     let idle_rss_kb = rss_kb(child.id());
+    if let Ok(p) = std::env::var("BENCH_SMAPS") {
+        let _ = std::fs::copy(format!("/proc/{}/smaps", child.id()), format!("{p}.idle"));
+    }
     // warm-up outside the clock: one line, so the producer is connected and has metadata
     handles[0].write_all(b"warmup\n").unwrap();
     while metric(&url, "logagent_lines_sent_total") < 1.0 {
@@ -228,6 +261,7 @@ fn agent_run(
             .unwrap()
     });
     let start = Instant::now();
+    let busy0 = machine_jiffies();
     // growing files: appended in 100-line writes, round-robin over the files
     let mut peak = 0;
     for chunk in (0..lines).step_by(100) {
@@ -239,7 +273,13 @@ fn agent_run(
             }
             h.write_all(buf.as_bytes()).unwrap();
         }
-        peak = peak.max(rss_kb(child.id()));
+        let now = rss_kb(child.id());
+        if now > peak
+            && let Ok(p) = std::env::var("BENCH_SMAPS")
+        {
+            let _ = std::fs::copy(format!("/proc/{}/smaps", child.id()), format!("{p}.peak"));
+        }
+        peak = peak.max(now);
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     let written = start.elapsed();
@@ -249,10 +289,25 @@ fn agent_run(
             read_done = Some(start.elapsed());
         }
         assert!(Instant::now() < deadline, "agent did not ship everything");
-        peak = peak.max(rss_kb(child.id()));
+        let now = rss_kb(child.id());
+        if now > peak
+            && let Ok(p) = std::env::var("BENCH_SMAPS")
+        {
+            let _ = std::fs::copy(format!("/proc/{}/smaps", child.id()), format!("{p}.peak"));
+        }
+        peak = peak.max(now);
+        if std::env::var("BENCH_TIMELINE").is_ok() {
+            eprintln!(
+                "  t={:?} read={} sent={}",
+                start.elapsed(),
+                metric(&url, "logagent_lines_read_total"),
+                metric(&url, "logagent_lines_sent_total")
+            );
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     let elapsed = start.elapsed();
+    eprintln!("agent: machine busy {:.0}%", 100.0 * busy_since(busy0));
     eprintln!(
         "agent: files written after {written:?}, all lines read after {read_done:?}, all acknowledged after {elapsed:?}"
     );
@@ -284,8 +339,8 @@ fn main() {
         return;
     }
     let files = env("BENCH_FILES", 100);
-    let lines = env("BENCH_LINES", 3000);
-    let runs = env("BENCH_RUNS", 3);
+    let lines = env("BENCH_LINES", 10000);
+    let runs = env("BENCH_RUNS", 5);
     let len = env("BENCH_LINE_BYTES", 200);
     let host = "benchhost";
     let kafka = Kafka::start();
@@ -352,6 +407,8 @@ fn main() {
         peak.push(a.peak_rss_kb as f64);
         idle.push(a.idle_rss_kb as f64);
     }
+    // Runs drift on a shared machine: the ratio within each run is the steadier figure.
+    let per_run_ratio = median(agent.iter().zip(&raw).map(|(a, r)| a / r).collect());
     let (raw_m, json_m, agent_m) = (median(raw), median(json), median(agent));
     println!(
         "| what | lines/s (median of {runs}) | MB/s of lines | ratio to raw | client CPU s per run |"
@@ -375,6 +432,7 @@ fn main() {
         median(agent_cpu)
     );
     println!();
+    println!("median of the per-run agent/raw ratios: {per_run_ratio:.2}");
     println!(
         "{files} files × {lines} lines × {len} B = {total:.0} lines, {mb:.1} MB per run; agent RSS tailing {files} files: idle {:.1} MB, peak while shipping {:.1} MB (median)",
         median(idle) / 1024.0,

@@ -21,6 +21,8 @@ use crate::metrics::Metrics;
 use crate::sinks::kafka::KafkaSink;
 use crate::sinks::{InFlightLimit, Sink, SinkError};
 use crate::sources::etcd_watch::{ConfigUpdate, EtcdWatch};
+use crate::sources::file::chunks::ChunkPool;
+use crate::sources::file::events::FileEvents;
 use crate::sources::file::tailer::{TailContext, TailSettings};
 use crate::supervisor::Supervisor;
 
@@ -137,6 +139,12 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         metrics: Arc::clone(&metrics),
         host,
         allowed: allowed.clone(),
+        events: if config.agent.inotify {
+            FileEvents::start()
+        } else {
+            FileEvents::disabled()
+        },
+        chunks: ChunkPool::new(config.agent.worker_threads),
         settings: TailSettings {
             max_line_bytes: config.agent.max_line_bytes,
             poll_interval: Duration::from_millis(config.agent.poll_interval_ms.max(1)),

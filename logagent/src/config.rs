@@ -113,9 +113,16 @@ pub struct AgentConfig {
     /// Longest line shipped whole, in bytes; longer lines are cut here and marked.
     pub max_line_bytes: usize,
     /// How often an idle file is checked for growth, rotation and truncation, in milliseconds.
+    /// With `inotify` this is only the fallback: a change wakes the file's reader at once.
     pub poll_interval_ms: u64,
-    /// How often globs are re-expanded to pick up new files, in milliseconds.
+    /// How often globs are re-expanded to pick up new files, in milliseconds. With
+    /// `inotify`, a file created in the directory of a glob like `/var/log/app/*.log` is
+    /// picked up at once.
     pub scan_interval_ms: u64,
+    /// Wake on file changes reported by the kernel (Linux inotify) instead of waiting for the
+    /// next poll. Polling still runs underneath, so files inotify cannot see (network file
+    /// systems, the watch limit) are still read. `false`: polling only.
+    pub inotify: bool,
     /// How often acknowledged offsets are written to `checkpoints.json`, in milliseconds.
     /// This bounds the duplicates re-sent after a crash.
     pub checkpoint_interval_ms: u64,
@@ -141,6 +148,7 @@ impl Default for AgentConfig {
             max_line_bytes: 1024 * 1024,
             poll_interval_ms: 100,
             scan_interval_ms: 1000,
+            inotify: true,
             checkpoint_interval_ms: 1000,
             close_renamed_after_ms: 5000,
             flush_timeout: 30,

@@ -88,11 +88,11 @@ impl FileEncoder {
         out.extend_from_slice(timestamp.as_bytes());
         out.extend_from_slice(br#"","message":""#);
         match std::str::from_utf8(line) {
-            Ok(text) => escape_into(out, text),
-            Err(_) => escape_into(out, &String::from_utf8_lossy(line)),
+            Ok(text) => logger::format::json_escape(out, text),
+            Err(_) => logger::format::json_escape(out, &String::from_utf8_lossy(line)),
         }
         if truncated {
-            escape_into(out, TRUNCATED_MARKER);
+            logger::format::json_escape(out, TRUNCATED_MARKER);
         }
         out.extend_from_slice(&self.middle);
         out.extend_from_slice(itoa::Buffer::new().format(offset).as_bytes());
@@ -100,42 +100,19 @@ impl FileEncoder {
     }
 }
 
-/// Appends `text` as the inside of a JSON string: `"` `\\` and control characters escaped,
-/// everything else (including non-ASCII) copied as is, in runs.
-fn escape_into(out: &mut Vec<u8>, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = text.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b >= 0x20 && b != b'"' && b != b'\\' {
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..i]);
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            _ => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 0xf) as usize],
-            ]),
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-}
-
 /// The current time as `@timestamp` wants it: RFC 3339 with microseconds and `Z`.
 pub fn now_timestamp() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
+    read_time().0
+}
+
+/// The current time as `@timestamp` text and as Unix milliseconds (the Kafka message
+/// timestamp), from one clock reading.
+pub fn read_time() -> (String, i64) {
+    let now = chrono::Utc::now();
+    (
+        now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        now.timestamp_millis(),
+    )
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 /// A failed message waiting to be produced again.
 struct Retry {
     topic: String,
+    timestamp_ms: Option<i64>,
     key: Vec<u8>,
     payload: Vec<u8>,
     token: Box<AckToken>,
@@ -78,6 +79,7 @@ impl ProducerContext for AckContext {
                 );
                 let retry = Retry {
                     topic: msg.topic().to_string(),
+                    timestamp_ms: msg.timestamp().to_millis(),
                     key: msg.key().map(<[u8]>::to_vec).unwrap_or_default(),
                     payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     token,
@@ -162,9 +164,12 @@ fn retry_loop(rx: mpsc::Receiver<Retry>, producer: std::sync::Weak<ThreadedProdu
         std::thread::sleep(Duration::from_millis(200));
         loop {
             let Some(p) = producer.upgrade() else { return };
-            let record = BaseRecord::with_opaque_to(&retry.topic, retry.token)
+            let mut record = BaseRecord::with_opaque_to(&retry.topic, retry.token)
                 .key(&retry.key)
                 .payload(&retry.payload);
+            if let Some(ts) = retry.timestamp_ms {
+                record = record.timestamp(ts);
+            }
             match p.send(record) {
                 Ok(()) => break,
                 Err((_, record)) => {
@@ -182,11 +187,15 @@ impl Sink for KafkaSink {
         topic: &str,
         key: &[u8],
         payload: &[u8],
+        timestamp_ms: i64,
         ack: AckToken,
     ) -> Result<(), SendError> {
+        // The read time as the Kafka timestamp; it also spares librdkafka a clock read per
+        // message.
         let record = BaseRecord::with_opaque_to(topic, Box::new(ack))
             .key(key)
-            .payload(payload);
+            .payload(payload)
+            .timestamp(timestamp_ms);
         match self.producer.send(record) {
             Ok(()) => Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {

@@ -57,13 +57,15 @@ pub enum SinkError {
 
 /// A destination for encoded lines that acknowledges each one asynchronously.
 pub trait Sink: Send + Sync {
-    /// Hands one message to the sink without blocking. The token is completed (and the
-    /// in-flight permit returned) once the message is durably stored.
+    /// Hands one message, read at `timestamp_ms` (Unix milliseconds), to the sink without
+    /// blocking. The token is completed (and the in-flight permit returned) once the message
+    /// is durably stored.
     fn try_send(
         &self,
         topic: &str,
         key: &[u8],
         payload: &[u8],
+        timestamp_ms: i64,
         ack: AckToken,
     ) -> Result<(), SendError>;
 

@@ -5,6 +5,9 @@
 //! `max_line_bytes` bytes (memory stays bounded) and is shipped marked as truncated when its
 //! newline arrives. A trailing `\r` (CRLF files) is removed with the newline.
 
+/// Capacity kept for unfinished lines between lines.
+const KEEP_PARTIAL_BYTES: usize = 16 * 1024;
+
 /// One complete line.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Line<'a> {
@@ -88,8 +91,7 @@ impl LineSplitter {
                             bytes,
                             truncated,
                         });
-                        self.partial.clear();
-                        self.truncated = false;
+                        self.clear_partial();
                     }
                     self.pos = end;
                     self.line_start = end;
@@ -116,14 +118,23 @@ impl LineSplitter {
             bytes: &self.partial,
             truncated: self.truncated,
         });
-        self.partial.clear();
-        self.truncated = false;
+        self.clear_partial();
         self.line_start = self.pos;
     }
 
     /// Forgets everything and restarts at `offset` (after a truncation).
     pub fn reset(&mut self, offset: u64) {
         *self = LineSplitter::new(offset, self.max);
+    }
+
+    /// Forgets the finished line. A long line's buffer is given back, so a file that once
+    /// had a 1 MiB line does not hold 1 MiB for as long as it is followed.
+    fn clear_partial(&mut self) {
+        self.partial.clear();
+        if self.partial.capacity() > KEEP_PARTIAL_BYTES {
+            self.partial.shrink_to(KEEP_PARTIAL_BYTES);
+        }
+        self.truncated = false;
     }
 
     fn append(&mut self, seg: &[u8]) {

@@ -1,7 +1,9 @@
 //! The file source: one task per collect-config entry expands its glob every
-//! `scan_interval_ms` and starts a [`tailer::Tailer`] for each matching file it is not yet
-//! following.
+//! `scan_interval_ms` (and at once when inotify reports a new entry in the glob's directory)
+//! and starts a [`tailer::Tailer`] for each matching file it is not yet following.
 
+pub mod chunks;
+pub mod events;
 pub mod identity;
 pub mod lines;
 pub mod tailer;
@@ -43,6 +45,11 @@ impl FileSource {
         // Paths refused (outside allowed_paths after resolving symlinks, or unreadable) are
         // retried only after a while, so a bad file logs once a minute, not every scan.
         let mut refused: HashMap<PathBuf, Instant> = HashMap::new();
+        // A new file in the glob's directory is picked up at once, not at the next scan.
+        let new_entries = match literal_parent(&self.entry.path) {
+            Some(dir) => self.ctx.events.watch_new_entries(&dir),
+            None => events::Wakeup::never(),
+        };
         loop {
             let done: Vec<PathBuf> = tailers
                 .iter()
@@ -72,6 +79,7 @@ impl FileSource {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(self.scan_interval) => {}
+                _ = new_entries.changed() => {}
             }
         }
         for (_, h) in tailers {
@@ -94,5 +102,37 @@ impl FileSource {
             .filter_map(Result::ok)
             .filter(|p| p.is_file() && self.ctx.allowed.allows(p))
             .collect()
+    }
+}
+
+/// The directory of a glob whose wildcards are all in the file name (`/var/log/app/*.log`
+/// → `/var/log/app`); `None` when a directory part has one (those are found by scanning).
+fn literal_parent(pattern: &str) -> Option<PathBuf> {
+    let path = std::path::Path::new(pattern);
+    let parent = path.parent()?;
+    let wild = |s: &str| s.contains(['*', '?', '[', ']', '{', '}']);
+    if wild(&parent.to_string_lossy()) {
+        None
+    } else {
+        Some(parent.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_glob_with_a_literal_directory_has_a_directory_to_watch() {
+        assert_eq!(
+            literal_parent("/var/log/app/*.log"),
+            Some(PathBuf::from("/var/log/app"))
+        );
+        assert_eq!(
+            literal_parent("/var/log/app.log"),
+            Some(PathBuf::from("/var/log"))
+        );
+        assert_eq!(literal_parent("/var/log/*/app.log"), None);
+        assert_eq!(literal_parent("/var/log/**/x.log"), None);
     }
 }

@@ -22,15 +22,15 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::chunks::{Batch, ChunkLease, ChunkPool};
+use super::events::FileEvents;
 use super::identity::FileIdentity;
-use super::lines::{Line, LineSplitter};
+use super::lines::LineSplitter;
 use crate::checkpoint::{CheckpointStore, Claim, FileProgress};
 use crate::collect_config::AllowedPaths;
-use crate::encode::{FileEncoder, now_timestamp};
+use crate::encode::{FileEncoder, read_time};
 use crate::metrics::Metrics;
 use crate::sinks::{AckToken, Held, InFlightLimit, SendError, Sink};
-
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Tailing knobs, from `[agent]`.
 #[derive(Debug, Clone)]
@@ -57,6 +57,10 @@ pub struct TailContext {
     pub host: String,
     /// Path policy, checked again on the resolved path (symlinks).
     pub allowed: AllowedPaths,
+    /// Wake-ups when a followed file changes.
+    pub events: FileEvents,
+    /// Read and encode buffers, shared by all tailers.
+    pub chunks: ChunkPool,
     /// Knobs.
     pub settings: TailSettings,
 }
@@ -89,29 +93,6 @@ pub struct Tailer {
     path: PathBuf,
     topic: String,
     encoder: FileEncoder,
-    buf: Vec<u8>,
-    /// Encoded lines of the chunk being sent, reused from chunk to chunk.
-    batch: Batch,
-}
-
-/// Encoded lines in one buffer: `(end offset, start, len)` per line.
-#[derive(Default)]
-struct Batch {
-    bytes: Vec<u8>,
-    lines: Vec<(u64, usize, usize)>,
-}
-
-impl Batch {
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.lines.clear();
-    }
-
-    fn push(&mut self, encoder: &FileEncoder, ts: &str, line: Line<'_>) {
-        let start = self.bytes.len();
-        encoder.encode_into(&mut self.bytes, ts, line.bytes, line.truncated, line.offset);
-        self.lines.push((line.end, start, self.bytes.len() - start));
-    }
 }
 
 impl Tailer {
@@ -128,8 +109,6 @@ impl Tailer {
             path,
             topic,
             encoder,
-            buf: vec![0; READ_CHUNK],
-            batch: Batch::default(),
         }
     }
 
@@ -137,6 +116,8 @@ impl Tailer {
     pub async fn run(mut self, cancel: CancellationToken) -> TailEnd {
         let mut current: Option<Open> = None;
         let mut lingering: Vec<(Open, Instant)> = Vec::new();
+        // The poll below is what guarantees progress; the wake-up makes it prompt.
+        let changed = self.ctx.events.watch_file(&self.path);
         let end = loop {
             if cancel.is_cancelled() {
                 break TailEnd::Cancelled;
@@ -204,6 +185,7 @@ impl Tailer {
                 tokio::select! {
                     _ = cancel.cancelled() => break TailEnd::Cancelled,
                     _ = tokio::time::sleep(self.ctx.settings.poll_interval) => {}
+                    _ = changed.changed() => {}
                 }
             }
         };
@@ -287,19 +269,22 @@ impl Tailer {
         open: &mut Open,
         cancel: &CancellationToken,
     ) -> Result<bool, Cancelled> {
+        let mut chunk = self.lease(cancel).await?;
         let pos = open.splitter.position();
-        let n = match open.file.read_at(&mut self.buf, pos) {
+        let n = match open.file.read_at(&mut chunk.read, pos) {
             Ok(n) => n,
             Err(e) => {
                 log::warn!("{}: read failed at offset {pos}: {e}", self.path.display());
                 return Ok(false);
             }
         };
-        // A truncation between our last look and this read would make `buf` hold bytes of
-        // the new content: the head check after the read catches that before anything is sent.
+        // A truncation between our last look and this read would make the buffer hold bytes
+        // of the new content: the head check after the read catches that before anything is
+        // sent.
         let head_ok = open.identity.head_matches(&open.file).unwrap_or(true);
         let size = open.file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
         if !head_ok || size < pos {
+            drop(chunk);
             self.truncated(open, cancel).await?;
             return Ok(true);
         }
@@ -314,8 +299,15 @@ impl Tailer {
             }
             return Ok(false);
         }
-        self.ship_read(open, n, cancel).await?;
+        self.ship_read(open, &mut chunk, n, cancel).await?;
         Ok(true)
+    }
+
+    async fn lease(&self, cancel: &CancellationToken) -> Result<ChunkLease, Cancelled> {
+        tokio::select! {
+            chunk = self.ctx.chunks.lease() => Ok(chunk),
+            _ = cancel.cancelled() => Err(Cancelled),
+        }
     }
 
     /// Ships the rest of the old content from the copy, waits until it is acknowledged,
@@ -333,12 +325,13 @@ impl Tailer {
         if let Some(copy) = find_copy(&self.path, &open.identity, pos) {
             let mut at = pos;
             loop {
-                let n = match copy.read_at(&mut self.buf, at) {
+                let mut chunk = self.lease(cancel).await?;
+                let n = match copy.read_at(&mut chunk.read, at) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
                 at += n as u64;
-                self.ship_read(open, n, cancel).await?;
+                self.ship_read(open, &mut chunk, n, cancel).await?;
             }
         }
         self.ship_rest(open, cancel).await?;
@@ -357,22 +350,23 @@ impl Tailer {
         Ok(())
     }
 
-    /// Ships the lines completed by the first `n` bytes of the read buffer.
+    /// Ships the lines completed by the first `n` bytes of the chunk's read buffer.
     async fn ship_read(
-        &mut self,
+        &self,
         open: &mut Open,
+        chunk: &mut ChunkLease,
         n: usize,
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
         self.ctx.metrics.bytes_read.inc_by(n as u64);
-        let ts = now_timestamp();
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.clear();
-        open.splitter
-            .push(&self.buf[..n], |l| batch.push(&self.encoder, &ts, l));
-        let sent = self.send(&open.progress, &batch, cancel).await;
-        self.batch = batch;
-        sent
+        let (ts, read_at_ms) = read_time();
+        let chunk = &mut **chunk;
+        chunk.batch.clear();
+        chunk.batch.read_at_ms = read_at_ms;
+        open.splitter.push(&chunk.read[..n], |l| {
+            chunk.batch.push(&self.encoder, &ts, l)
+        });
+        self.send(&open.progress, &chunk.batch, cancel).await
     }
 
     /// Ships the last, unterminated line of content that will not grow any more.
@@ -381,13 +375,13 @@ impl Tailer {
         open: &mut Open,
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
-        let ts = now_timestamp();
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.clear();
-        open.splitter.finish(|l| batch.push(&self.encoder, &ts, l));
-        let sent = self.send(&open.progress, &batch, cancel).await;
-        self.batch = batch;
-        sent
+        let mut chunk = self.lease(cancel).await?;
+        let (ts, read_at_ms) = read_time();
+        chunk.batch.clear();
+        chunk.batch.read_at_ms = read_at_ms;
+        open.splitter
+            .finish(|l| chunk.batch.push(&self.encoder, &ts, l));
+        self.send(&open.progress, &chunk.batch, cancel).await
     }
 
     async fn send(
@@ -431,7 +425,10 @@ impl Tailer {
                     seq: progress.register(end),
                     charged,
                 };
-                if let Err(Cancelled) = self.send_one(payload, token, cancel).await {
+                if let Err(Cancelled) = self
+                    .send_one(payload, batch.read_at_ms, token, cancel)
+                    .await
+                {
                     limit.release(held);
                     return Err(Cancelled);
                 }
@@ -445,6 +442,7 @@ impl Tailer {
     async fn send_one(
         &self,
         payload: &[u8],
+        read_at_ms: i64,
         mut token: AckToken,
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
@@ -452,11 +450,13 @@ impl Tailer {
         // a hundred waiting tailers do not spin.
         let mut pause = Duration::from_millis(1);
         loop {
-            match self
-                .ctx
-                .sink
-                .try_send(&self.topic, self.encoder.key(), payload, token)
-            {
+            match self.ctx.sink.try_send(
+                &self.topic,
+                self.encoder.key(),
+                payload,
+                read_at_ms,
+                token,
+            ) {
                 Ok(()) => return Ok(()),
                 Err(SendError::Full(t)) => {
                     token = t;
