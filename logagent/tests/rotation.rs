@@ -158,3 +158,77 @@ fn copytruncate_while_the_agent_is_behind_reads_the_rest_from_the_copy() {
     );
     assert_eq!(shipped.len(), 4 * EVERY);
 }
+
+/// Runs the agent on `app.log` until its first `EVERY` lines are acknowledged, stops it,
+/// lets `rotate` act on the file while the agent is down, restarts it and returns what the
+/// topic holds at the end, expecting `total` lines.
+fn rotate_while_down(
+    topic: &str,
+    total: usize,
+    rotate: impl FnOnce(&std::path::Path, &std::path::Path),
+) -> (Vec<Shipped>, std::path::PathBuf) {
+    let kafka = Kafka::start();
+    let etcd = Etcd::start();
+    kafka.create_topic(topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs_dir(dir.path());
+    let app = logs.join("app.log");
+    append(&app, lines("app", 0..EVERY));
+    // The entry names the file itself: rotated siblings do not match it.
+    etcd_put(&etcd.endpoint(), KEY, &format!("[{}]", entry(&app, topic)));
+    let cfg = config(dir.path(), &kafka.bootstrap_servers(), &etcd.endpoint());
+    let agent = Agent::start(cfg.clone());
+    agent.wait_metric("logagent_lines_sent_total", Duration::from_secs(15), |v| {
+        v == EVERY as f64
+    });
+    agent.stop();
+    rotate(&app, &logs);
+    let agent = Agent::start(cfg);
+    agent.wait_metric("logagent_lines_sent_total", Duration::from_secs(30), |v| {
+        v >= (total - EVERY) as f64
+    });
+    agent.stop();
+    let shipped = consume(
+        &kafka.bootstrap_servers(),
+        topic,
+        total,
+        Duration::from_secs(30),
+    );
+    (shipped, app)
+}
+
+#[test]
+fn a_file_renamed_while_the_agent_is_down_is_finished_before_its_successor() {
+    // Lines appended after the agent stopped, then logrotate's rename: the rest of the old
+    // file is only in app.log.1, which the collect entry does not name.
+    let (shipped, app) = rotate_while_down("rd", 3 * EVERY, |app, logs| {
+        append(app, lines("app", EVERY..2 * EVERY));
+        std::fs::rename(app, logs.join("app.log.1")).unwrap();
+        append(app, lines("app", 2 * EVERY..3 * EVERY));
+    });
+    assert!(
+        messages_of(&shipped, &app) == lines("app", 0..3 * EVERY),
+        "lines missing, repeated or out of order"
+    );
+    assert_eq!(shipped.len(), 3 * EVERY);
+}
+
+#[test]
+fn a_file_copytruncated_while_the_agent_is_down_is_finished_from_the_copy() {
+    let (shipped, app) = rotate_while_down("cd", 3 * EVERY, |app, logs| {
+        append(app, lines("app", EVERY..2 * EVERY));
+        std::fs::copy(app, logs.join("app.log.1")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(app)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(app, lines("app", 2 * EVERY..3 * EVERY));
+    });
+    assert!(
+        messages_of(&shipped, &app) == lines("app", 0..3 * EVERY),
+        "lines missing, repeated or out of order"
+    );
+    assert_eq!(shipped.len(), 3 * EVERY);
+}

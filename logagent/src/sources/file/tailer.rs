@@ -26,7 +26,7 @@ use super::chunks::{Batch, ChunkLease, ChunkPool};
 use super::events::FileEvents;
 use super::identity::FileIdentity;
 use super::lines::LineSplitter;
-use crate::checkpoint::{CheckpointStore, Claim, FileProgress};
+use crate::checkpoint::{Checkpoint, CheckpointStore, Claim, FileProgress};
 use crate::collect_config::AllowedPaths;
 use crate::encode::{FileEncoder, read_time};
 use crate::metrics::Metrics;
@@ -124,7 +124,13 @@ impl Tailer {
             }
             if current.is_none() {
                 match self.open() {
-                    Ok(open) => current = Some(open),
+                    Ok((open, leftovers)) => {
+                        current = Some(open);
+                        // Older content first: it was written before the current file's.
+                        if let Err(Cancelled) = self.drain_leftovers(leftovers, &cancel).await {
+                            break TailEnd::Cancelled;
+                        }
+                    }
                     Err(end) if lingering.is_empty() => break end,
                     Err(_) => {}
                 }
@@ -198,7 +204,10 @@ impl Tailer {
         end
     }
 
-    fn open(&self) -> Result<Open, TailEnd> {
+    /// Opens the path and claims it; also claims the siblings holding the unread rest of
+    /// content that was at the path when the agent last read it (see
+    /// [`CheckpointStore::leftovers`]).
+    fn open(&self) -> Result<(Open, Vec<Open>), TailEnd> {
         let file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(TailEnd::Gone),
@@ -223,6 +232,7 @@ impl Tailer {
             Err(_) => return Err(TailEnd::Gone),
         }
         let path = self.path.to_string_lossy();
+        let leftovers = self.ctx.store.leftovers(&self.topic, &path, &file);
         let claim = self
             .ctx
             .store
@@ -242,12 +252,79 @@ impl Tailer {
             self.topic
         );
         self.ctx.metrics.files_watched.inc();
-        Ok(Open {
+        let current = Open {
             file,
             identity,
             progress,
             splitter: LineSplitter::new(offset, self.ctx.settings.max_line_bytes),
+        };
+        let leftovers = leftovers
+            .iter()
+            .filter_map(|c| self.open_leftover(c, &current.identity))
+            .collect();
+        Ok((current, leftovers))
+    }
+
+    /// Finds and claims the sibling holding the rest of checkpoint `c`'s content.
+    fn open_leftover(&self, c: &Checkpoint, current: &FileIdentity) -> Option<Open> {
+        let (found, file) = find_sibling(&self.path, |f, m| {
+            !(m.dev() == current.dev && m.ino() == current.ino)
+                && m.len() > c.offset
+                && c.identity.head_matches(f).unwrap_or(false)
+        })?;
+        let path = self.path.to_string_lossy();
+        let claim = self
+            .ctx
+            .store
+            .claim_leftover(&self.topic, &path, &file, c.offset)
+            .ok()?;
+        let Claim::Granted { progress, offset } = claim else {
+            return None;
+        };
+        log::warn!(
+            "{}: was rotated while the agent was not reading it; shipping the unread rest \
+             from {} (offset {offset}) first",
+            self.path.display(),
+            found.display()
+        );
+        self.ctx.metrics.files_watched.inc();
+        Some(Open {
+            file,
+            identity: progress.committed().0,
+            progress,
+            splitter: LineSplitter::new(offset, self.ctx.settings.max_line_bytes),
         })
+    }
+
+    /// Reads each leftover to its end, ships its last line, and releases it.
+    async fn drain_leftovers(
+        &mut self,
+        leftovers: Vec<Open>,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        let mut rest = leftovers.into_iter();
+        while let Some(mut open) = rest.next() {
+            let mut drained = Ok(());
+            loop {
+                match self.read_some(&mut open, cancel).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(c) => {
+                        drained = Err(c);
+                        break;
+                    }
+                }
+            }
+            if drained.is_ok() {
+                drained = self.ship_rest(&mut open, cancel).await;
+            }
+            self.close(open);
+            if drained.is_err() {
+                rest.for_each(|o| self.close(o));
+                return drained;
+            }
+        }
+        Ok(())
     }
 
     fn close(&self, open: Open) {
@@ -491,9 +568,28 @@ impl Tailer {
     }
 }
 
-/// The copy a copytruncate left next to `path`: same name prefix, head matching the
-/// fingerprint of the content we were reading, and longer than what we read.
+/// The copy a copytruncate left next to `path`: head matching the fingerprint of the content
+/// we were reading, another inode, and longer than what we read.
 fn find_copy(path: &Path, identity: &FileIdentity, pos: u64) -> Option<File> {
+    let (found, file) = find_sibling(path, |f, m| {
+        !(m.ino() == identity.ino && m.dev() == identity.dev)
+            && m.len() > pos
+            && identity.head_matches(f).unwrap_or(false)
+    })?;
+    log::info!(
+        "{}: reading the rest of the truncated content from {}",
+        path.display(),
+        found.display()
+    );
+    Some(file)
+}
+
+/// The first sibling of `path` (a file whose name starts with `path`'s name, in name order,
+/// as rotation tools name them: `app.log.1`, `app.log-20261125`) that `accept` takes.
+fn find_sibling(
+    path: &Path,
+    accept: impl Fn(&File, &std::fs::Metadata) -> bool,
+) -> Option<(PathBuf, File)> {
     let name = path.file_name()?.to_string_lossy().into_owned();
     let dir = path.parent()?;
     let mut candidates: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -510,16 +606,8 @@ fn find_copy(path: &Path, identity: &FileIdentity, pos: u64) -> Option<File> {
     for c in candidates {
         let Ok(f) = File::open(&c) else { continue };
         let Ok(meta) = f.metadata() else { continue };
-        if meta.ino() == identity.ino && meta.dev() == identity.dev {
-            continue;
-        }
-        if meta.len() > pos && identity.head_matches(&f).unwrap_or(false) {
-            log::info!(
-                "{}: reading the rest of the truncated content from {}",
-                path.display(),
-                c.display()
-            );
-            return Some(f);
+        if meta.is_file() && accept(&f, &meta) {
+            return Some((c, f));
         }
     }
     None
