@@ -14,6 +14,10 @@
 //! * `topic` (required): the Kafka topic, 1–249 characters of `A-Z a-z 0-9 . _ -`.
 //! * `fields` (optional): a JSON object copied into every message as `fields`, for example
 //!   to tag the environment or the team owning the file.
+//! * `multiline` (optional): `{"start_pattern": "<regex>", "timeout_ms": 1000,
+//!   "max_lines": 500}` joins the lines of one event (a stack trace) into one message: a
+//!   line matching `start_pattern` starts an event, other lines are appended to it with
+//!   `\n`. See `sources/file/multiline.rs`.
 //!
 //! Unknown fields are rejected, so a typo (`"topc"`) is an error and not a silently ignored
 //! setting. The same code validates in `etcd-put` before anything is written.
@@ -38,6 +42,33 @@ pub struct CollectEntry {
     /// Static fields added to every message of this entry as `fields`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Join the lines of multi-line events into one message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiline: Option<Multiline>,
+}
+
+/// How the lines of one event are recognised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Multiline {
+    /// A regular expression (Rust `regex` syntax) matching the first line of an event, for
+    /// example `^\\d{4}-\\d{2}-\\d{2}` for lines that start with a date, or `^\\S` when
+    /// continuation lines are indented.
+    pub start_pattern: String,
+    /// Milliseconds without a new line after which the last event of a file is shipped.
+    #[serde(default = "default_multiline_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Most lines in one event; the next line starts a new one.
+    #[serde(default = "default_multiline_max_lines")]
+    pub max_lines: usize,
+}
+
+fn default_multiline_timeout_ms() -> u64 {
+    1000
+}
+
+fn default_multiline_max_lines() -> usize {
+    500
 }
 
 impl CollectEntry {
@@ -63,7 +94,7 @@ pub enum CollectConfigError {
     /// Not JSON, or JSON that does not fit the schema (wrong type, unknown or missing field).
     #[error(
         "collect config does not match the schema: {0}; expected a JSON array of \
-         {{\"path\": \"<file or glob>\", \"topic\": \"<kafka topic>\", \"fields\"?: {{...}}}}"
+         {{\"path\": \"<file or glob>\", \"topic\": \"<kafka topic>\", \"fields\"?: {{...}}, \"multiline\"?: {{\"start_pattern\": \"<regex>\"}}}}"
     )]
     Schema(#[source] serde_json::Error),
     /// One entry is wrong; `index` counts from 0 in the array.
@@ -192,6 +223,19 @@ pub fn validate(config: &CollectConfig, allowed: &AllowedPaths) -> Result<(), Co
         if let Err(problem) = check_topic(&entry.topic) {
             return Err(fail(problem));
         }
+        if let Some(m) = &entry.multiline {
+            if let Err(e) = regex::bytes::Regex::new(&m.start_pattern) {
+                return Err(fail(format!(
+                    "multiline.start_pattern {:?} is not a valid regular expression: {e}",
+                    m.start_pattern
+                )));
+            }
+            if m.max_lines == 0 {
+                return Err(fail(
+                    "multiline.max_lines is 0; give at least 1 (default 500)".into(),
+                ));
+            }
+        }
         if !allowed.allows(path) {
             return Err(fail(format!(
                 "path is outside allowed_paths [{}]; collect a file under those, or extend \
@@ -297,6 +341,31 @@ mod tests {
     }
 
     #[test]
+    fn multiline_takes_defaults_and_refuses_bad_patterns() {
+        let c = parse(
+            br#"[{"path":"/var/log/a.log","topic":"a","multiline":{"start_pattern":"^\\d{4}-"}}]"#,
+            &allowed(),
+        )
+        .unwrap();
+        let m = c.entries[0].multiline.as_ref().unwrap();
+        assert_eq!((m.timeout_ms, m.max_lines), (1000, 500));
+        let e =
+            err(r#"[{"path":"/var/log/a.log","topic":"a","multiline":{"start_pattern":"(("}}]"#);
+        assert!(
+            e.contains("entry #0") && e.contains("not a valid regular expression"),
+            "{e}"
+        );
+        let e = err(
+            r#"[{"path":"/var/log/a.log","topic":"a","multiline":{"start_pattern":"x","max_lines":0}}]"#,
+        );
+        assert!(e.contains("max_lines is 0"), "{e}");
+        assert!(
+            err(r#"[{"path":"/var/log/a.log","topic":"a","multiline":{"pattern":"x"}}]"#)
+                .contains("unknown field `pattern`")
+        );
+    }
+
+    #[test]
     fn the_example_collect_config_is_valid() {
         let c = parse(include_bytes!("../examples/collect.json"), &allowed()).unwrap();
         assert_eq!(c.entries.len(), 2);
@@ -308,6 +377,7 @@ mod tests {
             path: "/var/log/a".into(),
             topic: "t".into(),
             fields: None,
+            multiline: None,
         };
         let mut b = a.clone();
         assert_eq!(a.identity(), b.identity());

@@ -131,6 +131,7 @@ mod tests {
 
     fn e(path: &str, topic: &str) -> CollectEntry {
         CollectEntry {
+            multiline: None,
             path: path.into(),
             topic: topic.into(),
             fields: None,

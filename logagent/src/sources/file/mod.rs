@@ -6,6 +6,7 @@ pub mod chunks;
 pub mod events;
 pub mod identity;
 pub mod lines;
+pub mod multiline;
 pub mod tailer;
 
 use std::collections::HashMap;
@@ -68,12 +69,7 @@ impl FileSource {
                 if tailers.contains_key(&path) || refused.contains_key(&path) {
                     continue;
                 }
-                let tailer = Tailer::new(
-                    Arc::clone(&self.ctx),
-                    path.clone(),
-                    self.entry.topic.clone(),
-                    self.entry.fields.clone(),
-                );
+                let tailer = Tailer::new(Arc::clone(&self.ctx), path.clone(), &self.entry);
                 tailers.insert(path, tokio::spawn(tailer.run(cancel.child_token())));
             }
             tokio::select! {

@@ -25,9 +25,10 @@ use tokio_util::sync::CancellationToken;
 use super::chunks::{Batch, ChunkLease, ChunkPool};
 use super::events::FileEvents;
 use super::identity::FileIdentity;
-use super::lines::LineSplitter;
+use super::lines::{Line, LineSplitter};
+use super::multiline::MultilineJoiner;
 use crate::checkpoint::{Checkpoint, CheckpointStore, Claim, FileProgress};
-use crate::collect_config::AllowedPaths;
+use crate::collect_config::{AllowedPaths, CollectEntry, Multiline};
 use crate::encode::{FileEncoder, read_time};
 use crate::metrics::Metrics;
 use crate::sinks::{AckToken, Held, InFlightLimit, SendError, Sink};
@@ -83,6 +84,37 @@ struct Open {
     identity: FileIdentity,
     progress: Arc<FileProgress>,
     splitter: LineSplitter,
+    /// Joins multi-line events, when the entry asks for it.
+    joiner: Option<MultilineJoiner>,
+}
+
+impl Open {
+    /// Passes each complete line of `chunk` (read at the splitter's position) on, through
+    /// the multi-line joiner if there is one.
+    fn lines(&mut self, chunk: &[u8], mut emit: impl FnMut(Line<'_>)) {
+        let Open {
+            splitter, joiner, ..
+        } = self;
+        match joiner {
+            Some(j) => splitter.push(chunk, |l| j.push(l, &mut emit)),
+            None => splitter.push(chunk, emit),
+        }
+    }
+
+    /// Passes on what is held back because the file will not grow any more: the
+    /// unterminated last line and the event being joined.
+    fn finish(&mut self, mut emit: impl FnMut(Line<'_>)) {
+        let Open {
+            splitter, joiner, ..
+        } = self;
+        match joiner {
+            Some(j) => {
+                splitter.finish(|l| j.push(l, &mut emit));
+                j.flush(emit);
+            }
+            None => splitter.finish(emit),
+        }
+    }
 }
 
 struct Cancelled;
@@ -93,23 +125,25 @@ pub struct Tailer {
     path: PathBuf,
     topic: String,
     encoder: FileEncoder,
+    multiline: Option<Multiline>,
 }
 
 impl Tailer {
-    /// A tailer for `path` sending to `topic`, adding `fields` to each message.
-    pub fn new(
-        ctx: Arc<TailContext>,
-        path: PathBuf,
-        topic: String,
-        fields: Option<serde_json::Map<String, serde_json::Value>>,
-    ) -> Self {
-        let encoder = FileEncoder::new(&ctx.host, &path.to_string_lossy(), fields);
+    /// A tailer for `path`, one of the files of `entry`.
+    pub fn new(ctx: Arc<TailContext>, path: PathBuf, entry: &CollectEntry) -> Self {
+        let encoder = FileEncoder::new(&ctx.host, &path.to_string_lossy(), entry.fields.clone());
         Tailer {
             ctx,
             path,
-            topic,
+            topic: entry.topic.clone(),
             encoder,
+            multiline: entry.multiline.clone(),
         }
+    }
+
+    fn joiner(&self) -> Option<MultilineJoiner> {
+        let m = self.multiline.as_ref()?;
+        MultilineJoiner::new(m, self.ctx.settings.max_line_bytes)
     }
 
     /// Runs until cancelled or until the path is gone and drained.
@@ -188,9 +222,15 @@ impl Tailer {
                 break TailEnd::Cancelled;
             }
             if !busy {
+                // A multi-line event waiting for more lines is shipped at its timeout.
+                let wait = current
+                    .iter()
+                    .chain(lingering.iter().map(|(o, _)| o))
+                    .filter_map(|o| o.joiner.as_ref()?.due_in())
+                    .fold(self.ctx.settings.poll_interval, Duration::min);
                 tokio::select! {
                     _ = cancel.cancelled() => break TailEnd::Cancelled,
-                    _ = tokio::time::sleep(self.ctx.settings.poll_interval) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = changed.changed() => {}
                 }
             }
@@ -257,6 +297,7 @@ impl Tailer {
             identity,
             progress,
             splitter: LineSplitter::new(offset, self.ctx.settings.max_line_bytes),
+            joiner: self.joiner(),
         };
         let leftovers = leftovers
             .iter()
@@ -293,6 +334,7 @@ impl Tailer {
             identity: progress.committed().0,
             progress,
             splitter: LineSplitter::new(offset, self.ctx.settings.max_line_bytes),
+            joiner: self.joiner(),
         })
     }
 
@@ -366,6 +408,7 @@ impl Tailer {
             return Ok(true);
         }
         if n == 0 {
+            self.ship_due_event(open, &mut chunk, cancel).await?;
             if open.identity.is_partial() {
                 if let Ok((id, size)) = FileIdentity::of(&open.file) {
                     open.identity = id;
@@ -440,13 +483,35 @@ impl Tailer {
         let chunk = &mut **chunk;
         chunk.batch.clear();
         chunk.batch.read_at_ms = read_at_ms;
-        open.splitter.push(&chunk.read[..n], |l| {
+        open.lines(&chunk.read[..n], |l| {
             chunk.batch.push(&self.encoder, &ts, l)
         });
         self.send(&open.progress, &chunk.batch, cancel).await
     }
 
-    /// Ships the last, unterminated line of content that will not grow any more.
+    /// Ships the multi-line event being joined once no line was added for its timeout.
+    async fn ship_due_event(
+        &self,
+        open: &mut Open,
+        chunk: &mut ChunkLease,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        let Some(joiner) = open.joiner.as_mut() else {
+            return Ok(());
+        };
+        if joiner.due_in() != Some(Duration::ZERO) {
+            return Ok(());
+        }
+        let (ts, read_at_ms) = read_time();
+        let chunk = &mut **chunk;
+        chunk.batch.clear();
+        chunk.batch.read_at_ms = read_at_ms;
+        joiner.flush(|l| chunk.batch.push(&self.encoder, &ts, l));
+        self.send(&open.progress, &chunk.batch, cancel).await
+    }
+
+    /// Ships what content that will not grow any more holds back: its unterminated last
+    /// line and the multi-line event being joined.
     async fn ship_rest(
         &mut self,
         open: &mut Open,
@@ -456,8 +521,7 @@ impl Tailer {
         let (ts, read_at_ms) = read_time();
         chunk.batch.clear();
         chunk.batch.read_at_ms = read_at_ms;
-        open.splitter
-            .finish(|l| chunk.batch.push(&self.encoder, &ts, l));
+        open.finish(|l| chunk.batch.push(&self.encoder, &ts, l));
         self.send(&open.progress, &chunk.batch, cancel).await
     }
 

@@ -1,0 +1,211 @@
+//! Joins the lines of one multi-line event (a stack trace, a pretty-printed record) into one
+//! message, when the collect entry has a `multiline` section.
+//!
+//! A line matching `start_pattern` starts a new event; any other line is appended to the
+//! event before it, joined with `\n` (Vector's `start_pattern` mode, Filebeat's
+//! `negate: true, match: after`). An event is shipped when the next event starts, when it
+//! reached `max_lines`, when no line was added for `timeout_ms` (the last event of a quiet
+//! file), or when the file is finished (rotated away, deleted, truncated).
+//!
+//! Lines of an event not yet shipped are not registered with the checkpoint, so a restart
+//! resumes at the event's first line and ships it whole, once.
+
+use std::time::{Duration, Instant};
+
+use regex::bytes::Regex;
+
+use super::lines::Line;
+use crate::collect_config::Multiline;
+
+/// The event being assembled, in the shape of a [`Line`] that owns its bytes.
+struct Event {
+    offset: u64,
+    end: u64,
+    bytes: Vec<u8>,
+    lines: usize,
+    truncated: bool,
+    updated: Instant,
+}
+
+/// Per-file joiner.
+pub struct MultilineJoiner {
+    start: Regex,
+    max_lines: usize,
+    max_bytes: usize,
+    timeout: Duration,
+    pending: Option<Event>,
+}
+
+impl MultilineJoiner {
+    /// A joiner for `config` (its pattern was checked when the collect config was
+    /// validated; `None` if it does not compile after all). Events are cut at `max_bytes`.
+    pub fn new(config: &Multiline, max_bytes: usize) -> Option<Self> {
+        let start = Regex::new(&config.start_pattern).ok()?;
+        Some(MultilineJoiner {
+            start,
+            max_lines: config.max_lines.max(1),
+            max_bytes: max_bytes.max(1),
+            timeout: Duration::from_millis(config.timeout_ms),
+            pending: None,
+        })
+    }
+
+    /// Adds one line; calls `emit` for an event it completes.
+    pub fn push(&mut self, line: Line<'_>, mut emit: impl FnMut(Line<'_>)) {
+        let continues = match &self.pending {
+            Some(e) => e.lines < self.max_lines && !self.start.is_match(line.bytes),
+            None => false,
+        };
+        if let (true, Some(e)) = (continues, self.pending.as_mut()) {
+            let room = self.max_bytes.saturating_sub(e.bytes.len());
+            let wanted = 1 + line.bytes.len();
+            if wanted <= room {
+                e.bytes.push(b'\n');
+                e.bytes.extend_from_slice(line.bytes);
+            } else {
+                let mut joined = Vec::with_capacity(wanted);
+                joined.push(b'\n');
+                joined.extend_from_slice(line.bytes);
+                e.bytes.extend_from_slice(&joined[..room]);
+                e.truncated = true;
+            }
+            e.truncated |= line.truncated;
+            e.end = line.end;
+            e.lines += 1;
+            e.updated = Instant::now();
+            return;
+        }
+        self.flush(&mut emit);
+        self.pending = Some(Event {
+            offset: line.offset,
+            end: line.end,
+            bytes: line.bytes.to_vec(),
+            lines: 1,
+            truncated: line.truncated,
+            updated: Instant::now(),
+        });
+    }
+
+    /// Ships the event being assembled, if any.
+    pub fn flush(&mut self, mut emit: impl FnMut(Line<'_>)) {
+        if let Some(e) = self.pending.take() {
+            emit(Line {
+                offset: e.offset,
+                end: e.end,
+                bytes: &e.bytes,
+                truncated: e.truncated,
+            });
+        }
+    }
+
+    /// How long until the pending event is due for shipping (zero if it is); `None` when
+    /// nothing is pending.
+    pub fn due_in(&self) -> Option<Duration> {
+        self.pending
+            .as_ref()
+            .map(|e| self.timeout.saturating_sub(e.updated.elapsed()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(max_lines: usize) -> Multiline {
+        Multiline {
+            start_pattern: r"^\d{4}-".into(),
+            timeout_ms: 50,
+            max_lines,
+        }
+    }
+
+    /// Feeds `text` line by line (offsets as in a file) and returns the events emitted,
+    /// including the flushed last one.
+    fn join(j: &mut MultilineJoiner, text: &str) -> Vec<(u64, u64, String, bool)> {
+        let mut out = Vec::new();
+        let mut at = 0u64;
+        for l in text.split_inclusive('\n') {
+            let end = at + l.len() as u64;
+            let line = Line {
+                offset: at,
+                end,
+                bytes: l.trim_end_matches('\n').as_bytes(),
+                truncated: false,
+            };
+            j.push(line, |e| {
+                out.push((
+                    e.offset,
+                    e.end,
+                    String::from_utf8_lossy(e.bytes).into_owned(),
+                    e.truncated,
+                ))
+            });
+            at = end;
+        }
+        j.flush(|e| {
+            out.push((
+                e.offset,
+                e.end,
+                String::from_utf8_lossy(e.bytes).into_owned(),
+                e.truncated,
+            ))
+        });
+        out
+    }
+
+    #[test]
+    fn continuation_lines_join_the_event_before_them_with_offsets_spanning_it() {
+        let mut j = MultilineJoiner::new(&config(100), 1 << 20).unwrap();
+        let text =
+            "2026-11-25 ERROR boom\n\tat a.B(C.java:1)\n\tat d.E(F.java:2)\n2026-11-25 INFO ok\n";
+        let events = join(&mut j, text);
+        assert_eq!(
+            events,
+            vec![
+                (
+                    0,
+                    58,
+                    "2026-11-25 ERROR boom\n\tat a.B(C.java:1)\n\tat d.E(F.java:2)".into(),
+                    false
+                ),
+                (58, 77, "2026-11-25 INFO ok".into(), false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_leading_continuation_max_lines_and_max_bytes_bound_an_event() {
+        let mut j = MultilineJoiner::new(&config(2), 1 << 20).unwrap();
+        let events = join(&mut j, "orphan\n2026-a\nb\nc\n");
+        let texts: Vec<&str> = events.iter().map(|e| e.2.as_str()).collect();
+        assert_eq!(
+            texts,
+            vec!["orphan", "2026-a\nb", "c"],
+            "a line before any start is its own event; two lines at most"
+        );
+        let mut j = MultilineJoiner::new(&config(100), 10).unwrap();
+        let events = join(&mut j, "2026-abcd\nefghij\n");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].2, "2026-abcd\n");
+        assert!(events[0].3, "cut at max bytes and marked");
+        assert_eq!(events[0].1, 17, "but the offset still covers every line");
+    }
+
+    #[test]
+    fn a_pending_event_is_due_after_the_timeout() {
+        let mut j = MultilineJoiner::new(&config(100), 1 << 20).unwrap();
+        assert_eq!(j.due_in(), None);
+        j.push(
+            Line {
+                offset: 0,
+                end: 5,
+                bytes: b"2026",
+                truncated: false,
+            },
+            |_| panic!("nothing completes yet"),
+        );
+        assert!(j.due_in().unwrap() > Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(j.due_in(), Some(Duration::ZERO));
+    }
+}
