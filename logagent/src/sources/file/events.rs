@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// What a registration is woken for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
     /// Any change to the entry with this name.
     Entry(OsString),
@@ -149,35 +149,51 @@ impl Drop for Wakeup {
 /// Registrations of one watched directory.
 #[derive(Default)]
 struct Directory {
-    targets: HashMap<Target, Vec<Arc<Notify>>>,
+    /// Per entry name (looked up by the event's name without allocating).
+    entries: HashMap<OsString, Vec<Arc<Notify>>>,
+    new_entries: Vec<Arc<Notify>>,
 }
 
 impl Directory {
+    fn list(&mut self, target: &Target) -> &mut Vec<Arc<Notify>> {
+        match target {
+            Target::Entry(name) => self.entries.entry(name.clone()).or_default(),
+            Target::NewEntries => &mut self.new_entries,
+        }
+    }
+
+    fn remove(&mut self, target: &Target, notify: &Arc<Notify>) {
+        self.list(target).retain(|n| !Arc::ptr_eq(n, notify));
+        if let Target::Entry(name) = target
+            && self.entries.get(name).is_some_and(Vec::is_empty)
+        {
+            self.entries.remove(name);
+        }
+    }
+
     fn wake(&self, name: Option<&[u8]>, created: bool) {
+        use std::os::unix::ffi::OsStrExt;
         let wake_all = |list: &Vec<Arc<Notify>>| list.iter().for_each(|n| n.notify_one());
         match name {
             Some(name) => {
-                let name = os_string(name);
-                if let Some(list) = self.targets.get(&Target::Entry(name)) {
+                if let Some(list) = self.entries.get(std::ffi::OsStr::from_bytes(name)) {
                     wake_all(list);
                 }
-                if created && let Some(list) = self.targets.get(&Target::NewEntries) {
-                    wake_all(list);
+                if created {
+                    wake_all(&self.new_entries);
                 }
             }
             // An event without a name, or a lost one: wake everyone, they re-check.
-            None => self.targets.values().for_each(wake_all),
+            None => {
+                self.entries.values().for_each(wake_all);
+                wake_all(&self.new_entries);
+            }
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.targets.values().all(Vec::is_empty)
+        self.entries.is_empty() && self.new_entries.is_empty()
     }
-}
-
-fn os_string(bytes: &[u8]) -> OsString {
-    use std::os::unix::ffi::OsStrExt;
-    std::ffi::OsStr::from_bytes(bytes).to_os_string()
 }
 
 #[cfg(target_os = "linux")]
@@ -273,7 +289,7 @@ mod imp {
                 }
             };
             if let Some((_, d)) = state.by_wd.get_mut(&wd) {
-                d.targets.entry(target).or_default().push(notify);
+                d.list(&target).push(notify);
             }
             true
         }
@@ -286,12 +302,7 @@ mod imp {
             let Some((_, d)) = state.by_wd.get_mut(&wd) else {
                 return;
             };
-            if let Some(list) = d.targets.get_mut(target) {
-                list.retain(|n| !Arc::ptr_eq(n, notify));
-                if list.is_empty() {
-                    d.targets.remove(target);
-                }
-            }
+            d.remove(target, notify);
             if d.is_empty() {
                 state.by_wd.remove(&wd);
                 state.by_dir.remove(dir);
