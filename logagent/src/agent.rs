@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::catch_up::CatchUp;
 use crate::checkpoint::{CheckpointError, CheckpointStore, write_atomically};
 use crate::collect_config::{self, AllowedPaths, CollectConfig, CollectConfigError};
 use crate::config::LocalConfig;
@@ -190,6 +191,7 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
     let checkpoint_path = store.path().to_path_buf();
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(checkpoint_interval);
+        let mut catch_up = CatchUp::default();
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -204,7 +206,11 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
                     if let Err(e) = store.flush() {
                         log::error!("{e}");
                     }
-                    metrics.send_lag_bytes.set(store.lag_bytes());
+                    let lag = store.lag_bytes();
+                    metrics.send_lag_bytes.set(lag);
+                    if let Some(line) = catch_up.observe(lag, std::time::Instant::now()) {
+                        log::info!("{line}");
+                    }
                     metrics.lines_in_flight.set(limit.held_lines() as i64);
                 }
             }

@@ -4,11 +4,14 @@
 //! [`config`] the local config file; [`collect_config`] the etcd JSON schema and path
 //! policy (also used by `etcd-put`); [`sources::etcd_watch`] read + watch of the key;
 //! [`sources::file`] glob discovery, [`sources::file::tailer`] reading and rotation,
-//! [`sources::file::identity`] file fingerprints; [`encode`] the Kafka message;
+//! [`sources::file::identity`] file fingerprints, [`sources::file::events`] inotify
+//! wake-ups, [`sources::file::multiline`] event joining; [`encode`] the Kafka message;
 //! [`sinks::kafka`] the producer; [`checkpoint`] offsets that survive a crash;
-//! [`supervisor`] config diffs; [`metrics`]; [`agent`] the wiring.
+//! [`supervisor`] config diffs; [`metrics`]; [`catch_up`] progress of a long backlog in the
+//! log; [`agent`] the wiring.
 
 pub mod agent;
+pub mod catch_up;
 pub mod checkpoint;
 pub mod collect_config;
 pub mod config;
