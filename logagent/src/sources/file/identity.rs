@@ -56,6 +56,25 @@ impl FileIdentity {
     pub fn is_partial(&self) -> bool {
         (self.fingerprint_len as usize) < FINGERPRINT_BYTES
     }
+
+    /// Grows a partial fingerprint with `bytes`, read from the file at offset `at`, where
+    /// they continue (or overlap) what it covers; true if it grew. Growing it from what was
+    /// actually read, and not by reading the head again, matters: a file truncated and
+    /// rewritten to the same length between two reads would otherwise have its new head
+    /// fingerprinted as if it were the content already read, and the truncation would go
+    /// unnoticed when the old fingerprint covered only a common prefix (`app line `).
+    pub fn extend(&mut self, at: u64, bytes: &[u8]) -> bool {
+        let covered = u64::from(self.fingerprint_len);
+        let end = at + bytes.len() as u64;
+        if !self.is_partial() || at > covered || end <= covered {
+            return false;
+        }
+        let skip = (covered - at) as usize;
+        let take = (FINGERPRINT_BYTES - covered as usize).min(bytes.len() - skip);
+        self.fingerprint = fnv1a_from(self.fingerprint, &bytes[skip..skip + take]);
+        self.fingerprint_len += take as u32;
+        true
+    }
 }
 
 fn head_hash(file: &File, want: usize) -> io::Result<(usize, u64)> {
@@ -75,7 +94,11 @@ fn head_hash(file: &File, want: usize) -> io::Result<(usize, u64)> {
 /// FNV-1a, 64 bit: stable across Rust versions, unlike `DefaultHasher`, so checkpoints
 /// written by one build are understood by the next.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    fnv1a_from(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+/// FNV-1a continued from `hash` (of the bytes before), so a fingerprint can grow.
+fn fnv1a_from(mut hash: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         hash ^= u64::from(*b);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
@@ -110,5 +133,32 @@ mod tests {
             !full.head_matches(&r).unwrap(),
             "shorter than the fingerprint"
         );
+    }
+
+    #[test]
+    fn a_fingerprint_grown_from_reads_notices_a_same_length_rewrite_with_a_common_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let old = b"c line 000001\nc line 000002\n";
+        let new = b"c line 000003\nc line 000004\n";
+        std::fs::write(&path, &old[..7]).unwrap();
+        let r = File::open(&path).unwrap();
+        // Seen when only the first write ("c line ") had landed.
+        let (mut id, _) = FileIdentity::of(&r).unwrap();
+        assert_eq!(id.fingerprint_len, 7);
+        std::fs::write(&path, old).unwrap();
+        // The reader reads everything from 0 and grows the fingerprint with what it read.
+        assert!(id.extend(0, old));
+        assert_eq!(id.fingerprint_len as usize, old.len());
+        assert_eq!(
+            id,
+            FileIdentity::of(&r).unwrap().0,
+            "same as hashing the file"
+        );
+        assert!(!id.extend(0, old), "nothing new to cover");
+        assert!(!id.extend(40, b"gap"), "not contiguous");
+        // copytruncate and a rewrite to the same length, sharing the first 7 bytes
+        std::fs::write(&path, new).unwrap();
+        assert!(!id.head_matches(&r).unwrap(), "the rewrite is noticed");
     }
 }

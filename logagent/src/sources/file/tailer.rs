@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::chunks::{Batch, ChunkLease, ChunkPool};
 use super::events::FileEvents;
-use super::identity::FileIdentity;
+use super::identity::{FINGERPRINT_BYTES, FileIdentity};
 use super::lines::{Line, LineSplitter};
 use super::multiline::MultilineJoiner;
 use crate::checkpoint::{Checkpoint, CheckpointStore, Claim, FileProgress};
@@ -409,15 +409,19 @@ impl Tailer {
         }
         if n == 0 {
             self.ship_due_event(open, &mut chunk, cancel).await?;
-            if open.identity.is_partial() {
-                if let Ok((id, size)) = FileIdentity::of(&open.file) {
-                    open.identity = id;
-                    open.progress.observe(id, size);
-                }
-            } else {
-                open.progress.observe(open.identity, size);
+            // Only a file resumed past its (short) fingerprint has a gap that reads will not
+            // fill; everything else grows the fingerprint from what was read, below.
+            let covers = u64::from(open.identity.fingerprint_len);
+            if covers < pos.min(FINGERPRINT_BYTES as u64)
+                && let Ok((id, _)) = FileIdentity::of(&open.file)
+            {
+                open.identity = id;
             }
+            open.progress.observe(open.identity, size);
             return Ok(false);
+        }
+        if open.identity.extend(pos, &chunk.read[..n]) {
+            open.progress.observe(open.identity, size);
         }
         self.ship_read(open, &mut chunk, n, cancel).await?;
         Ok(true)
