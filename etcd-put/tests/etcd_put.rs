@@ -9,7 +9,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use service_kit::shutdown::Shutdown;
 use test_servers::{Etcd, Kafka};
 
 fn etcd_put(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
@@ -226,24 +225,12 @@ fn a_config_written_with_etcd_put_is_what_the_agent_ships() {
     config.agent.metrics_address = String::new();
     config.agent.hostname = "web1".into();
     config.agent.poll_interval_ms = 20;
-    let shutdown = Shutdown::new();
-    let sd = shutdown.clone();
-    let agent = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let a = logagent::agent::start(config, sd).await.unwrap();
-            a.task.await.unwrap().unwrap();
-        })
-    });
+    config.agent.worker_threads = 2;
+    let agent = logagent::agent::AgentThread::start(config).unwrap();
 
     let nginx = read(&kafka.bootstrap_servers(), "nginx", 2);
     let app = read(&kafka.bootstrap_servers(), "app", 3);
-    shutdown.trigger();
-    agent.join().unwrap();
+    agent.stop().unwrap();
 
     assert_eq!(
         nginx

@@ -194,16 +194,7 @@ fn agent_run(
         r#"[{{"path":"{}/*.log","topic":"{topic}"}}]"#,
         logs.display()
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut c = etcd_client::Client::connect([etcd.endpoint()], None)
-            .await
-            .unwrap();
-        c.put(key.as_str(), value.as_str(), None).await.unwrap();
-    });
+    test_servers::etcd_put(&etcd.endpoint(), &key, &value);
     let port = test_servers::free_port();
     let conf = dir.path().join("conf.toml");
     std::fs::write(

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
+use service_kit::background::Background;
 use service_kit::shutdown::Shutdown;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -61,6 +62,63 @@ pub enum AgentError {
         /// What failed.
         reason: String,
     },
+    /// The runtime or thread of an [`AgentThread`] cannot be created.
+    #[error("cannot start the agent's runtime thread: {0}; the system is out of threads or memory")]
+    Runtime(#[source] std::io::Error),
+    /// The agent's task panicked (a bug; the panic message is in the log).
+    #[error("the agent's task panicked: {0}")]
+    Panicked(String),
+}
+
+/// The agent on its own runtime in a background thread (`[agent] worker_threads`
+/// threads), for programs that embed it, and for tests.
+pub struct AgentThread {
+    background: Background<AgentError>,
+    metrics_addr: Option<SocketAddr>,
+}
+
+impl AgentThread {
+    /// Starts the agent and returns once it runs (or failed to start).
+    pub fn start(config: LocalConfig) -> Result<Self, AgentError> {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let background =
+            Background::spawn(config.agent.worker_threads, move |shutdown| async move {
+                let agent = match start(config, shutdown).await {
+                    Ok(agent) => agent,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                let _ = started_tx.send(Ok(agent.metrics_addr));
+                agent
+                    .task
+                    .await
+                    .map_err(|e| AgentError::Panicked(e.to_string()))?
+            })
+            .map_err(AgentError::Runtime)?;
+        match started_rx.recv() {
+            Ok(Ok(metrics_addr)) => Ok(AgentThread {
+                background,
+                metrics_addr,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(AgentError::Panicked(
+                "the agent ended while starting".into(),
+            )),
+        }
+    }
+
+    /// Where `/metrics` listens, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Stops it as SIGTERM does (stop reading, flush Kafka, write checkpoints) and returns
+    /// how that went.
+    pub fn stop(self) -> Result<(), AgentError> {
+        self.background.stop()
+    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -8,70 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use service_kit::shutdown::Shutdown;
 use test_servers::{Elasticsearch, Etcd, Kafka};
-
-/// logagent in this process, on its own runtime.
-struct Agent {
-    shutdown: Shutdown,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
-}
-
-impl Agent {
-    fn start(config: logagent::config::LocalConfig) -> Agent {
-        let shutdown = Shutdown::new();
-        let sd = shutdown.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            rt.block_on(async move {
-                match logagent::agent::start(config, sd).await {
-                    Ok(agent) => {
-                        let _ = tx.send(Ok(()));
-                        agent
-                            .task
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .map_err(|e| e.to_string())
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                        Err("logagent did not start".into())
-                    }
-                }
-            })
-        });
-        if let Ok(Err(e)) = rx.recv() {
-            panic!("logagent did not start: {e}");
-        }
-        Agent {
-            shutdown,
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(mut self) {
-        self.shutdown.trigger();
-        if let Some(t) = self.thread.take() {
-            t.join()
-                .expect("logagent thread")
-                .unwrap_or_else(|e| panic!("logagent stopped with an error: {e}"));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// The app: logs through `logger` into `path` as JSON; returns the line numbers of the
 /// warn and error calls.
@@ -122,17 +59,21 @@ fn app_lines_travel_through_logger_logagent_kafka_logtransfer_into_elasticsearch
     agent_cfg.agent.ip = "10.1.2.3".into();
     agent_cfg.agent.poll_interval_ms = 20;
     agent_cfg.agent.scan_interval_ms = 100;
+    agent_cfg.agent.worker_threads = 2;
     test_servers::etcd_put(
         &etcd.endpoint(),
         "/logagent/10.1.2.3/collect_config",
         &json!([{"path": app_log.display().to_string(), "topic": "e2e"}]).to_string(),
     );
-    let agent = Agent::start(agent_cfg);
+    let agent = logagent::agent::AgentThread::start(agent_cfg)
+        .unwrap_or_else(|e| panic!("logagent did not start: {e}"));
     let transfer = InProcess::start(config(&kafka, &es.url(), "e2e", "e2e-group"));
 
     wait_count(&es, "logs-e2e-*", total, Duration::from_secs(120));
     transfer.stop();
-    agent.stop();
+    agent
+        .stop()
+        .unwrap_or_else(|e| panic!("logagent stopped with an error: {e}"));
     assert_eq!(
         es.count("logs-e2e-*"),
         total,

@@ -3,10 +3,12 @@
 //! - [`config`]: one loader for INI (the `conf.ini` layout of the original Go tools), TOML and
 //!   environment overrides, with errors that name the file, the key and the reason.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one cancellation signal every task can wait on.
+//! - [`background`]: a service on its own runtime in a thread, stopped through that signal.
 //! - [`metrics`]: the Prometheus `/metrics` endpoint for a binary's own counters.
 //! - [`kafka`] and [`etcd`]: client settings that hold up against a broker or etcd outage.
 //! - [`host`]: host name, primary IP and `{ip}`/`{hostname}` key templates.
 
+pub mod background;
 pub mod config;
 pub mod etcd;
 pub mod host;

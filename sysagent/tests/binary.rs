@@ -59,14 +59,6 @@ impl Drop for Agent {
     }
 }
 
-fn count_cpu_total(influx: &Influx) -> u64 {
-    let a = influx.query(
-        "sysagent",
-        "SELECT count(time_idle) FROM cpu WHERE cpu = 'cpu-total'",
-    );
-    influx_scalar(&a).and_then(|v| v.as_u64()).unwrap_or(0)
-}
-
 #[test]
 fn taken_port_is_reported_collection_goes_on_and_sigterm_flushes() {
     let influx = Influx::start();

@@ -6,14 +6,6 @@ mod common;
 use common::*;
 use test_servers::Influx;
 
-fn count_cpu_total(influx: &Influx) -> u64 {
-    let a = influx.query(
-        "sysagent",
-        "SELECT count(time_idle) FROM cpu WHERE cpu = 'cpu-total'",
-    );
-    influx_scalar(&a).and_then(|v| v.as_u64()).unwrap_or(0)
-}
-
 #[test]
 fn points_arrive_with_telegraf_names_and_plausible_values() {
     let influx = Influx::start();

@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use logagent::agent::AgentThread;
 use logagent::config::LocalConfig;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use service_kit::shutdown::Shutdown;
 
 pub const HOST: &str = "testhost";
 pub const IP: &str = "10.9.8.7";
@@ -35,53 +35,25 @@ pub fn config(dir: &Path, kafka: &str, etcd: &str) -> LocalConfig {
     c.agent.checkpoint_interval_ms = 200;
     c.agent.close_renamed_after_ms = 300;
     c.agent.flush_timeout = 30;
+    c.agent.worker_threads = 2;
     c
 }
 
 /// The agent, running in this process on its own runtime.
 pub struct Agent {
-    shutdown: Shutdown,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    agent: AgentThread,
     pub metrics: SocketAddr,
 }
 
 impl Agent {
     pub fn start(config: LocalConfig) -> Agent {
         init_log();
-        let shutdown = Shutdown::new();
-        let sd = shutdown.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                match logagent::agent::start(config, sd).await {
-                    Ok(a) => {
-                        let _ = tx.send(Ok(a.metrics_addr.unwrap()));
-                        a.task
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .map_err(|e| e.to_string())
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                        Err("start failed".into())
-                    }
-                }
-            })
-        });
-        let metrics = rx
-            .recv()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("agent did not start: {e}"));
-        Agent {
-            shutdown,
-            thread: Some(thread),
-            metrics,
-        }
+        let agent =
+            AgentThread::start(config).unwrap_or_else(|e| panic!("agent did not start: {e}"));
+        let metrics = agent
+            .metrics_addr()
+            .expect("the test config serves /metrics");
+        Agent { agent, metrics }
     }
 
     /// A metric's value (0 when not exported yet).
@@ -103,19 +75,10 @@ impl Agent {
     }
 
     /// SIGTERM-equivalent: stop reading, flush, write checkpoints.
-    pub fn stop(mut self) {
-        self.shutdown.trigger();
-        let r = self.thread.take().unwrap().join().unwrap();
-        r.unwrap_or_else(|e| panic!("agent stopped with an error: {e}"));
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn stop(self) {
+        self.agent
+            .stop()
+            .unwrap_or_else(|e| panic!("agent stopped with an error: {e}"));
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use logtransfer::config::Config;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
-use service_kit::shutdown::Shutdown;
+use service_kit::background::Background;
 use test_servers::{Elasticsearch, Kafka, free_port, http_request, wait_until};
 
 /// Produces `(key, payload, timestamp_ms)` messages and waits until all are acknowledged.
@@ -102,8 +102,7 @@ pub fn config(kafka: &Kafka, es_url: &str, topic: &str, group: &str) -> Config {
 
 /// logtransfer running in-process on its own runtime thread.
 pub struct InProcess {
-    shutdown: Shutdown,
-    thread: Option<std::thread::JoinHandle<Result<(), logtransfer::Error>>>,
+    service: Background<logtransfer::Error>,
     /// Where its /metrics is.
     pub metrics_url: String,
 }
@@ -111,20 +110,11 @@ pub struct InProcess {
 impl InProcess {
     /// Starts it.
     pub fn start(config: Config) -> InProcess {
-        let shutdown = Shutdown::new();
         let metrics_url = format!("http://{}/metrics", config.transfer.metrics_address);
-        let s = shutdown.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(logtransfer::run(config, s))
-        });
+        let service = Background::spawn(2, move |shutdown| logtransfer::run(config, shutdown))
+            .expect("a runtime thread for logtransfer");
         InProcess {
-            shutdown,
-            thread: Some(thread),
+            service,
             metrics_url,
         }
     }
@@ -135,22 +125,8 @@ impl InProcess {
     }
 
     /// SIGTERM-equivalent: finish, commit, return; asserts a clean exit.
-    pub fn stop(mut self) {
-        self.shutdown.trigger();
-        if let Some(t) = self.thread.take() {
-            t.join()
-                .expect("logtransfer thread panicked")
-                .expect("logtransfer failed");
-        }
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn stop(self) {
+        self.service.stop().expect("logtransfer failed");
     }
 }
 

@@ -151,3 +151,12 @@ pub fn dashboard_queries(file: &str, field: &str) -> Vec<(String, String)> {
     assert!(out.len() >= 10, "{file} has {} queries", out.len());
     out
 }
+
+/// cpu-total points stored in the `sysagent` database (0 while there are none).
+pub fn count_cpu_total(influx: &test_servers::Influx) -> u64 {
+    let a = influx.query(
+        "sysagent",
+        "SELECT count(time_idle) FROM cpu WHERE cpu = 'cpu-total'",
+    );
+    influx_scalar(&a).and_then(|v| v.as_u64()).unwrap_or(0)
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::lines::Line;
-use crate::encode::FileEncoder;
+use crate::encode::{FileEncoder, read_time};
 
 /// Bytes read from a file at once.
 pub const READ_CHUNK: usize = 16 * 1024;
@@ -38,6 +38,14 @@ impl Batch {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.lines.clear();
+    }
+
+    /// Empties the batch for lines read now; returns the read time as `@timestamp` text.
+    pub fn start(&mut self) -> String {
+        let (timestamp, read_at_ms) = read_time();
+        self.clear();
+        self.read_at_ms = read_at_ms;
+        timestamp
     }
 
     /// Encodes `line` and appends it.

@@ -29,7 +29,7 @@ use super::lines::{Line, LineSplitter};
 use super::multiline::MultilineJoiner;
 use crate::checkpoint::{Checkpoint, CheckpointStore, Claim, FileProgress};
 use crate::collect_config::{AllowedPaths, CollectEntry, Multiline};
-use crate::encode::{FileEncoder, read_time};
+use crate::encode::FileEncoder;
 use crate::metrics::Metrics;
 use crate::sinks::{AckToken, Held, InFlightLimit, SendError, Sink};
 
@@ -346,20 +346,7 @@ impl Tailer {
     ) -> Result<(), Cancelled> {
         let mut rest = leftovers.into_iter();
         while let Some(mut open) = rest.next() {
-            let mut drained = Ok(());
-            loop {
-                match self.read_some(&mut open, cancel).await {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(c) => {
-                        drained = Err(c);
-                        break;
-                    }
-                }
-            }
-            if drained.is_ok() {
-                drained = self.ship_rest(&mut open, cancel).await;
-            }
+            let drained = self.drain(&mut open, cancel).await;
             self.close(open);
             if drained.is_err() {
                 rest.for_each(|o| self.close(o));
@@ -367,6 +354,16 @@ impl Tailer {
             }
         }
         Ok(())
+    }
+
+    /// Reads a file that will not grow any more to its end and ships everything.
+    async fn drain(
+        &mut self,
+        open: &mut Open,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        while self.read_some(open, cancel).await? {}
+        self.ship_rest(open, cancel).await
     }
 
     fn close(&self, open: Open) {
@@ -483,10 +480,8 @@ impl Tailer {
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
         self.ctx.metrics.bytes_read.inc_by(n as u64);
-        let (ts, read_at_ms) = read_time();
         let chunk = &mut **chunk;
-        chunk.batch.clear();
-        chunk.batch.read_at_ms = read_at_ms;
+        let ts = chunk.batch.start();
         open.lines(&chunk.read[..n], |l| {
             chunk.batch.push(&self.encoder, &ts, l)
         });
@@ -506,10 +501,8 @@ impl Tailer {
         if joiner.due_in() != Some(Duration::ZERO) {
             return Ok(());
         }
-        let (ts, read_at_ms) = read_time();
         let chunk = &mut **chunk;
-        chunk.batch.clear();
-        chunk.batch.read_at_ms = read_at_ms;
+        let ts = chunk.batch.start();
         joiner.flush(|l| chunk.batch.push(&self.encoder, &ts, l));
         self.send(&open.progress, &chunk.batch, cancel).await
     }
@@ -522,9 +515,7 @@ impl Tailer {
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
         let mut chunk = self.lease(cancel).await?;
-        let (ts, read_at_ms) = read_time();
-        chunk.batch.clear();
-        chunk.batch.read_at_ms = read_at_ms;
+        let ts = chunk.batch.start();
         open.finish(|l| chunk.batch.push(&self.encoder, &ts, l));
         self.send(&open.progress, &chunk.batch, cancel).await
     }

@@ -1,0 +1,74 @@
+//! A service run on its own tokio runtime in a background thread and stopped through its
+//! [`Shutdown`]: how a program embeds one of our pipelines, and how the tests run them in
+//! process.
+
+use std::future::Future;
+use std::thread::JoinHandle;
+
+use crate::shutdown::Shutdown;
+
+/// A running service; dropping it triggers its shutdown and waits for it.
+pub struct Background<E> {
+    shutdown: Shutdown,
+    thread: Option<JoinHandle<Result<(), E>>>,
+}
+
+impl<E: Send + 'static> Background<E> {
+    /// Runs `service(shutdown)` on a new multi-thread runtime of `worker_threads` threads
+    /// (at least one) in a new thread. Fails only if the runtime or the thread cannot be
+    /// created.
+    pub fn spawn<F, Fut>(worker_threads: usize, service: F) -> std::io::Result<Self>
+    where
+        F: FnOnce(Shutdown) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>>,
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(worker_threads.max(1))
+            .enable_all()
+            .build()?;
+        let shutdown = Shutdown::new();
+        let signal = shutdown.clone();
+        let thread = std::thread::Builder::new()
+            .name("background-service".into())
+            .spawn(move || runtime.block_on(service(signal)))?;
+        Ok(Background {
+            shutdown,
+            thread: Some(thread),
+        })
+    }
+
+    /// Triggers the shutdown and returns the service's result once it ended; a panic in
+    /// the service is passed on to the caller.
+    pub fn stop(mut self) -> Result<(), E> {
+        self.shutdown.trigger();
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<E> Drop for Background<E> {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_triggers_the_shutdown_and_returns_the_result() {
+        let bg = Background::spawn(1, |shutdown| async move {
+            shutdown.wait().await;
+            Err::<(), _>("stopped")
+        })
+        .unwrap();
+        assert_eq!(bg.stop(), Err("stopped"));
+    }
+}
