@@ -10,6 +10,21 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# A cold build of the workspace's tests takes ~2 GB of target/ (rdkafka and librdkafka,
+# tonic, one test binary per crate). Say so up front rather than as a linker's Bus error.
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir"
+free_kib=$(df -Pk "$target_dir" | awk 'NR == 2 { print $4 }')
+if [ "${free_kib:-0}" -lt $((3 * 1024 * 1024)) ]; then
+  printf 'warning: only %s MiB free under %s; a cold build needs about 2.5 GiB.\n' \
+    "$((free_kib / 1024))" "$target_dir" >&2
+  printf '         Free some space (or point CARGO_TARGET_DIR elsewhere) if the build fails.\n' >&2
+fi
+# Incremental caches only pay off on the next edit; a CI clone never makes one.
+if [ -n "${CI:-}" ]; then
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi
+
 step "setup (installs what is missing)"
 scripts/setup.sh
 

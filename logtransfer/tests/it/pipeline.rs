@@ -3,12 +3,10 @@
 //! `_id`s and daily index names taken from each record's own time; the index template is
 //! installed; /metrics counts them; a restart of the same group indexes nothing twice.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use test_servers::{Elasticsearch, Kafka, wait_until};
 
 const PER_SHAPE: usize = 200;

@@ -1,14 +1,13 @@
 //! `tracing` events reach the logger's outputs through the layer (feature `tracing`).
 #![cfg(feature = "tracing")]
 
-mod common;
-
-use common::read_text;
+use crate::common::{read_text, serial};
 use logger::{Builder, OutputConfig};
 use tracing_subscriber::layer::SubscriberExt;
 
 #[test]
 fn tracing_events_become_records_with_fields_and_filters() {
+    let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.json");
     let guard = Builder::new()
@@ -35,7 +34,7 @@ fn tracing_events_become_records_with_fields_and_filters() {
         assert_eq!(r["user"], 42);
         assert_eq!(r["name"], "ann");
         assert_eq!(r["ok"], true);
-        assert_eq!(r["log"]["logger"], "tracing_layer");
+        assert_eq!(r["log"]["logger"], module_path!());
         assert_eq!(r["log"]["origin"]["file"]["line"], line);
         assert_eq!(lines[1]["message"], "kept");
         assert_eq!(lines[1]["code"], 7);

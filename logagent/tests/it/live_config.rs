@@ -2,11 +2,9 @@
 //! touching the unchanged ones; bad configs (invalid JSON, unknown field, path outside
 //! allowed_paths) are rejected, counted, and the previous config keeps running.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use test_servers::{Etcd, Kafka};
 
 #[test]

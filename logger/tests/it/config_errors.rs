@@ -1,11 +1,9 @@
 //! Every config mistake is refused at init with the key and the reason; a good TOML
 //! or INI file configures the logger in one call.
 
-mod common;
-
 use std::path::Path;
 
-use common::{read_text, serial};
+use crate::common::{read_text, serial};
 use logger::{Builder, ConfigError, ConfigFormat, LoggerConfig};
 
 fn from_toml(text: &str) -> Result<logger::LoggerGuard, ConfigError> {
@@ -241,7 +239,7 @@ fn toml_and_ini_files_configure_the_logger_in_one_call() {
     std::fs::write(
         &ini,
         format!(
-            "; same in INI\nlevel = warning,config_errors=info\n[outputs.app]\nkind = file\npath = {}\nformat = json\n[outputs.app.rotation]\nperiod = 1d\ngzip = true\n",
+            "; same in INI\nlevel = warning,it::config_errors=info\n[outputs.app]\nkind = file\npath = {}\nformat = json\n[outputs.app.rotation]\nperiod = 1d\ngzip = true\n",
             ini_log.display()
         ),
     )

@@ -2,11 +2,9 @@
 //! the first one leaves mid-stream (partitions move twice while requests are in flight):
 //! still exactly one document per record.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use test_servers::{Elasticsearch, Fault, FaultProxy, Kafka, wait_until};
 
 #[test]

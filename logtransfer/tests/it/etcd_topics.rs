@@ -1,11 +1,9 @@
 //! Scenario: the topic list lives in etcd. logtransfer consumes what the key lists, and
 //! when the key changes it follows without a restart.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use logtransfer::config::EtcdConfig;
 use test_servers::{Elasticsearch, Etcd, Kafka};
 

@@ -3,11 +3,9 @@
 //! glob's directory, and the new file after a rename rotation. With `inotify = false` the
 //! same agent ships nothing new within those deadlines.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use test_servers::{Etcd, Kafka};
 
 const SLOW: u64 = 60_000;

@@ -3,12 +3,10 @@
 //! split across two writes with a pause between them (shipped once, whole), and
 //! multi-line events (stack traces) joined into one message, across a restart.
 
-mod common;
-
 use std::io::Write;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use test_servers::{Etcd, Kafka};
 
 #[test]

@@ -3,11 +3,9 @@
 //! later the agent starts with etcd down and runs from the cached config); a config
 //! rejected at startup leaves the cached one running.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use test_servers::{Etcd, Kafka};
 
 #[test]

@@ -2,11 +2,9 @@
 //! Kafka -> logtransfer -> Elasticsearch. The app's lines are then found by search, with
 //! their level and origin (file, line, function) as fields, and the agent's host and path.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use test_servers::{Elasticsearch, Etcd, Kafka};
 

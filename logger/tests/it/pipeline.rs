@@ -2,11 +2,9 @@
 //! output, changed at run time), the `log` facade, JSON records, fields, function
 //! names, fatal flush, queue overflow and write failures.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{read_text, serial};
+use crate::common::{read_text, serial};
 use logger::{Builder, OutputConfig, Overflow};
 
 fn json_lines(p: &std::path::Path) -> Vec<serde_json::Value> {
@@ -58,10 +56,10 @@ fn json_records_carry_origin_thread_fields_and_the_ecs_layout() {
     assert_eq!(r["log.level"], "info");
     assert_eq!(r["message"], "user ann logged in");
     assert_eq!(r["ecs.version"], "8.11.0");
-    assert_eq!(r["log"]["logger"], "pipeline");
+    assert_eq!(r["log"]["logger"], module_path!());
     assert_eq!(
         r["log"]["origin"]["file"]["name"],
-        "logger/tests/pipeline.rs"
+        "logger/tests/it/pipeline.rs"
     );
     assert_eq!(r["log"]["origin"]["file"]["line"], line);
     assert_eq!(
@@ -98,7 +96,7 @@ fn module_output_and_runtime_levels() {
     let all = dir.path().join("all.log");
     let errors = dir.path().join("errors.log");
     let guard = Builder::new()
-        .level("info,pipeline::app::db=debug")
+        .level(format!("info,{}::app::db=debug", module_path!()))
         .output("all", OutputConfig::file(&all).pattern("{level} {message}"))
         .output(
             "errors",
@@ -119,7 +117,8 @@ fn module_output_and_runtime_levels() {
     assert_eq!(read_text(&errors), "ERROR boom\n");
 
     let h = guard.handle();
-    h.set_level("warn,pipeline::app=trace").unwrap();
+    h.set_level(&format!("warn,{}::app=trace", module_path!()))
+        .unwrap();
     h.set_output_level("errors", "info").unwrap();
     app::handle_request();
     app::db::connect();
@@ -164,10 +163,10 @@ fn the_log_facade_goes_through_the_same_outputs() {
     assert_eq!(v[0]["message"], "via log 1");
     assert_eq!(v[0]["log.level"], "info");
     assert_eq!(v[0]["request_id"], 7);
-    assert_eq!(v[0]["log"]["logger"], "pipeline");
+    assert_eq!(v[0]["log"]["logger"], module_path!());
     assert_eq!(
         v[0]["log"]["origin"]["file"]["name"],
-        "logger/tests/pipeline.rs"
+        "logger/tests/it/pipeline.rs"
     );
     assert_eq!(v[1]["message"], "passes");
     assert_eq!(v[1]["log"]["logger"], "pipeline::quiet");

@@ -1,11 +1,9 @@
 //! Scenario: the broker freezes (SIGSTOP) mid-stream for 5 s, so fetches and offset
 //! commits fail; once it thaws, everything arrives exactly once and the offsets catch up.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use test_servers::{Elasticsearch, Kafka, wait_until};
 
 #[test]

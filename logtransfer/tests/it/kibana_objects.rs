@@ -20,7 +20,7 @@ fn mapped(template: &Value, field: &str) -> bool {
 
 #[test]
 fn saved_objects_fit_the_indexed_documents() {
-    let text = include_str!("../../compose/kibana/saved_objects.ndjson");
+    let text = include_str!("../../../compose/kibana/saved_objects.ndjson");
     let objects: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))

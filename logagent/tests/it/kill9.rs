@@ -3,12 +3,10 @@
 //! (one contiguous run per restart, each line at most twice). Then SIGTERM: exit 0 with
 //! the checkpoint at the end of the file.
 
-mod common;
-
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use test_servers::{Etcd, Kafka};
 
 const TOTAL: usize = 30_000;

@@ -2,13 +2,11 @@
 //! writers. Every test checks that the lines across all files are exactly the lines
 //! written: none lost, duplicated, split or interleaved.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use common::{files, read_text, serial, wait_until};
+use crate::common::{files, read_text, serial, wait_until};
 use logger::rotation::{ManualClock, Suffix};
 use logger::{Builder, OutputConfig};
 

@@ -2,11 +2,9 @@
 //! conflict, the cluster gone for 10 s, whole-request 429 and 503. Each ends with exactly
 //! the documents expected: nothing lost, nothing doubled, refusals in the dead-letter topic.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use test_servers::{Elasticsearch, Fault, FaultProxy, Kafka, wait_until};
 

@@ -1,13 +1,11 @@
 //! Scenario against a real Prometheus: it scrapes sysagent, `up == 1`, and node_exporter's
 //! series are queryable with the host's values.
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use service_kit::shutdown::Shutdown;
 use sysagent::collect::{CollectError, Collector, Collectors};
 use sysagent::sample::{HostInfo, Sample};

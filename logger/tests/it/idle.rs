@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use logger::{Builder, OutputConfig};
 
+use crate::common::serial;
+
 /// Voluntary context switches of this process's thread named `name`.
 fn context_switches(name: &str) -> u64 {
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
@@ -25,6 +27,7 @@ fn context_switches(name: &str) -> u64 {
 
 #[test]
 fn an_idle_writer_parks_instead_of_polling_and_wakes_for_the_next_record() {
+    let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
     let guard = Builder::new()

@@ -4,14 +4,12 @@
 //! spilled and counted; delivery failures reach the counter and the callback.
 #![cfg(feature = "kafka")]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{read_text, serial, wait_until};
+use crate::common::{read_text, serial, wait_until};
 use logger::{Builder, OutputConfig};
 use test_servers::Kafka;
 
@@ -76,7 +74,7 @@ fn records_arrive_and_parse() {
     let seqs: BTreeSet<u64> = got.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (0..500).collect());
     assert_eq!(got[0]["log.level"], "info");
-    assert_eq!(got[0]["log"]["logger"], "kafka");
+    assert_eq!(got[0]["log"]["logger"], module_path!());
     assert!(
         got.iter()
             .all(|v| v["message"] == format!("hello {}", v["seq"]))

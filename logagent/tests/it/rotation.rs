@@ -2,13 +2,11 @@
 //! every 1,000 lines, the other by copytruncate every 1,000 lines, while the agent tails
 //! both. Each topic must hold exactly those lines, in order per file.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use test_servers::{Etcd, Kafka};
 
 const LINES: usize = 100_000;

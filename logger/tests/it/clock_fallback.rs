@@ -63,9 +63,14 @@ fn clock_child() {
 fn run_child(no_tsc: bool) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "clock_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, dir.path())
-        .env_remove("LOGGER_NO_TSC");
+    cmd.args([
+        "--exact",
+        "clock_fallback::clock_child",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, dir.path())
+    .env_remove("LOGGER_NO_TSC");
     if no_tsc {
         cmd.env("LOGGER_NO_TSC", "1");
     }

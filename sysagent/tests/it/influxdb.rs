@@ -1,9 +1,7 @@
 //! Scenarios against a real InfluxDB 1.6: points arrive with plausible values, an outage is
 //! buffered and delivered, the buffer stays bounded, a missing database is recovered from.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use test_servers::Influx;
 
 #[test]

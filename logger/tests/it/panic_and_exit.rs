@@ -1,11 +1,9 @@
 //! Flush on panic (through the installed hook) and `exit_on_fatal` (in a child process).
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::{read_text, serial};
+use crate::common::{read_text, serial};
 use logger::{Builder, OutputConfig};
 
 #[test]
@@ -38,7 +36,7 @@ fn a_panic_is_logged_and_flushed_before_it_unwinds() {
     assert_eq!(lines[1]["process"]["thread"]["name"], "doomed");
     assert_eq!(
         lines[1]["log"]["origin"]["file"]["name"],
-        "logger/tests/panic_and_exit.rs"
+        "logger/tests/it/panic_and_exit.rs"
     );
     drop(guard);
 }
@@ -72,7 +70,7 @@ fn exit_on_fatal_flushes_then_exits_with_status_1() {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "fatal_exit_child",
+            "panic_and_exit::fatal_exit_child",
             "--nocapture",
             "--test-threads=1",
         ])

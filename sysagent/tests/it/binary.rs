@@ -1,11 +1,9 @@
 //! The `sysagent` binary: INI config, env overrides, a taken port, an unreachable InfluxDB,
 //! and a clean stop on SIGTERM that flushes the buffer.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use test_servers::{Influx, free_port, http_request};
 
 struct Agent {

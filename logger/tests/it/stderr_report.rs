@@ -78,7 +78,7 @@ fn each_failure_spell_is_reported_on_stderr_exactly_once() {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "stderr_report_child",
+            "stderr_report::stderr_report_child",
             "--nocapture",
             "--test-threads=1",
         ])

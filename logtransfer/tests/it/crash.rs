@@ -2,11 +2,9 @@
 //! every record ends up exactly once in Elasticsearch (uncommitted records are replayed
 //! onto their own `_id`s), and SIGTERM then stops it with exit status 0.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use test_servers::{Elasticsearch, Kafka, wait_until};
 
 const N: usize = 8_000;

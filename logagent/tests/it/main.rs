@@ -1,0 +1,13 @@
+//! logagent's scenarios, one module per file, linked into one test binary.
+//!
+//! One binary rather than one per file: each links rdkafka, tonic and the rest
+//! statically, and a binary per file made a cold CI build run out of disk.
+//! nextest still runs every test in its own process.
+
+mod common;
+mod kill9;
+mod live_config;
+mod long_lines;
+mod outage;
+mod rotation;
+mod wakeups;

@@ -1,0 +1,15 @@
+//! logtransfer's scenarios, one module per file, linked into one test binary.
+//!
+//! One binary rather than one per file: each links rdkafka, tonic and the rest
+//! statically, and a binary per file made a cold CI build run out of disk.
+//! nextest still runs every test in its own process.
+
+mod common;
+mod crash;
+mod end_to_end;
+mod es_faults;
+mod etcd_topics;
+mod group;
+mod kafka_outage;
+mod kibana_objects;
+mod pipeline;
