@@ -16,7 +16,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::catch_up::CatchUp;
-use crate::checkpoint::{CheckpointError, CheckpointStore, write_atomically};
+use crate::checkpoint::{
+    CheckpointError, CheckpointStore, WriteSpell, WriteSpellReport, write_atomically,
+};
 use crate::collect_config::{self, AllowedPaths, CollectConfig, CollectConfigError};
 use crate::config::LocalConfig;
 use crate::metrics::Metrics;
@@ -250,6 +252,7 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(checkpoint_interval);
         let mut catch_up = CatchUp::default();
+        let mut write_spell = WriteSpell::default();
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -261,8 +264,14 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
                     None => break,
                 },
                 _ = tick.tick() => {
-                    if let Err(e) = store.flush() {
-                        log::error!("{e}");
+                    let written = store.flush();
+                    if written.is_err() {
+                        metrics.checkpoint_write_failures.inc();
+                    }
+                    match write_spell.observe(&written) {
+                        Some(WriteSpellReport::Failing(line)) => log::error!("{line}"),
+                        Some(WriteSpellReport::Recovered(line)) => log::info!("{line}"),
+                        None => {}
                     }
                     let lag = store.lag_bytes();
                     metrics.send_lag_bytes.set(lag);

@@ -5,7 +5,8 @@
 //! `lines_failed` (delivery errors; the line is retried, not dropped), `files_watched`,
 //! `collect_config_revision` (etcd mod revision of the running collect config),
 //! `configs_rejected`, `send_lag_bytes` (bytes in watched files not yet acknowledged),
-//! `lines_in_flight` (read, not yet acknowledged).
+//! `lines_in_flight` (read, not yet acknowledged), `checkpoint_write_failures` (periodic
+//! checkpoint writes that failed: a full or read-only data_dir; retried every interval).
 
 use std::sync::atomic::AtomicU64;
 
@@ -36,6 +37,8 @@ pub struct Metrics {
     pub send_lag_bytes: Gauge<u64, AtomicU64>,
     /// Lines read and not yet acknowledged.
     pub lines_in_flight: Gauge,
+    /// Periodic checkpoint writes that failed (each is retried at the next interval).
+    pub checkpoint_write_failures: Counter,
 }
 
 impl Metrics {
@@ -91,6 +94,11 @@ impl Metrics {
             "lines_in_flight",
             "Lines read and not yet acknowledged",
             self.lines_in_flight.clone(),
+        );
+        r.register(
+            "checkpoint_write_failures",
+            "Checkpoint writes that failed (full or read-only data_dir); retried",
+            self.checkpoint_write_failures.clone(),
         );
     }
 }

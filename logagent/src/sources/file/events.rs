@@ -311,7 +311,7 @@ mod imp {
             }
         }
 
-        fn dispatch(&self, buf: &[u8]) {
+        pub(super) fn dispatch(&self, buf: &[u8]) {
             let mut state = self.state.lock();
             let mut at = 0;
             // struct inotify_event { int wd; u32 mask; u32 cookie; u32 len; char name[len]; }
@@ -461,6 +461,58 @@ mod tests {
             state.by_dir.is_empty(),
             "the last registration removes the watch"
         );
+    }
+
+    #[tokio::test]
+    async fn a_lost_event_queue_wakes_every_watcher() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let events = FileEvents::start();
+        let in_one = events.watch_file(&one.path().join("a.log"));
+        let in_two = events.watch_new_entries(two.path());
+        assert!(quiet(&in_one).await && quiet(&in_two).await);
+        // What the kernel queues when its event queue overflowed: wd -1, no name.
+        let mut overflow = Vec::new();
+        overflow.extend_from_slice(&(-1i32).to_ne_bytes());
+        overflow.extend_from_slice(&libc::IN_Q_OVERFLOW.to_ne_bytes());
+        overflow.extend_from_slice(&0u32.to_ne_bytes());
+        overflow.extend_from_slice(&0u32.to_ne_bytes());
+        events.inner.as_ref().unwrap().dispatch(&overflow);
+        assert!(fires(&in_one).await, "a watcher in the first directory");
+        assert!(fires(&in_two).await, "a watcher in the second directory");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_directory_is_forgotten_and_can_be_watched_again() {
+        let root = tempfile::tempdir().unwrap();
+        let logs = root.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::write(logs.join("app.log"), "").unwrap();
+        let events = FileEvents::start();
+        let before = events.watch_file(&logs.join("app.log"));
+        assert!(before.is_active());
+
+        std::fs::remove_dir_all(&logs).unwrap();
+        assert!(fires(&before).await, "the deletion wakes the tailer");
+        let inner = events.inner.as_ref().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !inner.state.lock().by_dir.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the watch of a deleted directory is dropped"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        std::fs::create_dir(&logs).unwrap();
+        let after = events.watch_file(&logs.join("app.log"));
+        assert!(after.is_active(), "the recreated directory is watched");
+        drop(before); // its directory's watch is gone: dropping it must not touch the new one
+        std::fs::write(logs.join("app.log"), "line\n").unwrap();
+        assert!(
+            fires(&after).await,
+            "a file in the recreated directory wakes"
+        );
+        assert_eq!(inner.state.lock().by_dir.len(), 1);
     }
 
     #[tokio::test]
