@@ -116,6 +116,14 @@ fn every_invalid_input_is_refused_with_a_reason_and_nothing_is_written() {
             "stdin: ",
         ),
         (vec![], Some(""), "EOF while parsing"),
+        (
+            vec![
+                "--value".into(),
+                r#"[{"path":"/var/log/a","topic":"a","multiline":{"max_lines":9}}]"#.into(),
+            ],
+            None,
+            "multiline needs `start_pattern`",
+        ),
     ];
     for (extra, input, expect) in cases {
         let mut args = vec!["put", "--key", key];

@@ -17,7 +17,8 @@
 //! * `multiline` (optional): `{"start_pattern": "<regex>", "timeout_ms": 1000,
 //!   "max_lines": 500}` joins the lines of one event (a stack trace) into one message: a
 //!   line matching `start_pattern` starts an event, other lines are appended to it with
-//!   `\n`. See `sources/file/multiline.rs`.
+//!   `\n`. Or, with `continue_pattern` instead, a line matching it is appended to the
+//!   event before it and any other line starts one. See `sources/file/multiline.rs`.
 //!
 //! Unknown fields are rejected, so a typo (`"topc"`) is an error and not a silently ignored
 //! setting. The same code validates in `etcd-put` before anything is written.
@@ -47,14 +48,22 @@ pub struct CollectEntry {
     pub multiline: Option<Multiline>,
 }
 
-/// How the lines of one event are recognised.
+/// How the lines of one event are recognised: exactly one of the two patterns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Multiline {
     /// A regular expression (Rust `regex` syntax) matching the first line of an event, for
     /// example `^\\d{4}-\\d{2}-\\d{2}` for lines that start with a date, or `^\\S` when
-    /// continuation lines are indented.
-    pub start_pattern: String,
+    /// continuation lines are indented. Every other line continues the event before it
+    /// (Vector's `halt_before`-style `start_pattern`, Filebeat's `negate: true, match: after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_pattern: Option<String>,
+    /// A regular expression matching the lines that continue the event before them, for
+    /// example `^[[:space:]]+(at |\\.\\.\\. )|^Caused by:` for Java stack traces; every
+    /// other line starts an event (Vector's `continue_through`, Filebeat's `negate: false,
+    /// match: after`). Use it when continuation lines are easier to describe than first ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_pattern: Option<String>,
     /// Milliseconds without a new line after which the last event of a file is shipped.
     #[serde(default = "default_multiline_timeout_ms")]
     pub timeout_ms: u64,
@@ -69,6 +78,34 @@ fn default_multiline_timeout_ms() -> u64 {
 
 fn default_multiline_max_lines() -> usize {
     500
+}
+
+/// Which lines of a file belong to the event before them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultilineRule<'a> {
+    /// A line matching this starts an event; others continue one.
+    Start(&'a str),
+    /// A line matching this continues the event before it; others start one.
+    Continue(&'a str),
+}
+
+impl Multiline {
+    /// The rule, when exactly one pattern is given (what validation requires).
+    pub fn rule(&self) -> Result<MultilineRule<'_>, String> {
+        match (&self.start_pattern, &self.continue_pattern) {
+            (Some(p), None) => Ok(MultilineRule::Start(p)),
+            (None, Some(p)) => Ok(MultilineRule::Continue(p)),
+            (None, None) => Err(
+                "multiline needs `start_pattern` (matches the first line of \
+                                 an event) or `continue_pattern` (matches the lines that \
+                                 continue one)"
+                    .into(),
+            ),
+            (Some(_), Some(_)) => Err("multiline has both `start_pattern` and \
+                                       `continue_pattern`; give one of them"
+                .into()),
+        }
+    }
 }
 
 impl CollectEntry {
@@ -94,7 +131,7 @@ pub enum CollectConfigError {
     /// Not JSON, or JSON that does not fit the schema (wrong type, unknown or missing field).
     #[error(
         "collect config does not match the schema: {0}; expected a JSON array of \
-         {{\"path\": \"<file or glob>\", \"topic\": \"<kafka topic>\", \"fields\"?: {{...}}, \"multiline\"?: {{\"start_pattern\": \"<regex>\"}}}}"
+         {{\"path\": \"<file or glob>\", \"topic\": \"<kafka topic>\", \"fields\"?: {{...}}, \"multiline\"?: {{\"start_pattern\" or \"continue_pattern\": \"<regex>\"}}}}"
     )]
     Schema(#[source] serde_json::Error),
     /// One entry is wrong; `index` counts from 0 in the array.
@@ -224,10 +261,13 @@ pub fn validate(config: &CollectConfig, allowed: &AllowedPaths) -> Result<(), Co
             return Err(fail(problem));
         }
         if let Some(m) = &entry.multiline {
-            if let Err(e) = regex::bytes::Regex::new(&m.start_pattern) {
+            let (key, pattern) = match m.rule().map_err(&fail)? {
+                MultilineRule::Start(p) => ("start_pattern", p),
+                MultilineRule::Continue(p) => ("continue_pattern", p),
+            };
+            if let Err(e) = regex::bytes::Regex::new(pattern) {
                 return Err(fail(format!(
-                    "multiline.start_pattern {:?} is not a valid regular expression: {e}",
-                    m.start_pattern
+                    "multiline.{key} {pattern:?} is not a valid regular expression: {e}"
                 )));
             }
             if m.max_lines == 0 {
@@ -363,6 +403,28 @@ mod tests {
             err(r#"[{"path":"/var/log/a.log","topic":"a","multiline":{"pattern":"x"}}]"#)
                 .contains("unknown field `pattern`")
         );
+        let c = parse(
+            br#"[{"path":"/var/log/a.log","topic":"a","multiline":{"continue_pattern":"^\\s"}}]"#,
+            &allowed(),
+        )
+        .unwrap();
+        let m = c.entries[0].multiline.as_ref().unwrap();
+        assert_eq!(m.rule(), Ok(MultilineRule::Continue(r"^\s")));
+        let e =
+            err(r#"[{"path":"/var/log/a.log","topic":"a","multiline":{"continue_pattern":"["}}]"#);
+        assert!(
+            e.contains("multiline.continue_pattern") && e.contains("not a valid regular"),
+            "{e}"
+        );
+        let e = err(r#"[{"path":"/var/log/a.log","topic":"a","multiline":{"timeout_ms":5}}]"#);
+        assert!(
+            e.contains("entry #0") && e.contains("needs `start_pattern`"),
+            "{e}"
+        );
+        let e = err(
+            r#"[{"path":"/var/log/a.log","topic":"a","multiline":{"start_pattern":"x","continue_pattern":"y"}}]"#,
+        );
+        assert!(e.contains("give one of them"), "{e}");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Joins the lines of one multi-line event (a stack trace, a pretty-printed record) into one
 //! message, when the collect entry has a `multiline` section.
 //!
-//! A line matching `start_pattern` starts a new event; any other line is appended to the
-//! event before it, joined with `\n` (Vector's `start_pattern` mode, Filebeat's
-//! `negate: true, match: after`). An event is shipped when the next event starts, when it
+//! With `start_pattern`, a line matching it starts a new event and any other line is
+//! appended to the event before it, joined with `\n` (Filebeat's `negate: true, match:
+//! after`). With `continue_pattern`, a line matching it is appended to the event before it
+//! and any other line starts one (Vector's `continue_through`). An event is shipped when the next event starts, when it
 //! reached `max_lines`, when no line was added for `timeout_ms` (the last event of a quiet
 //! file), or when the file is finished (rotated away, deleted, truncated).
 //!
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use regex::bytes::Regex;
 
 use super::lines::Line;
-use crate::collect_config::Multiline;
+use crate::collect_config::{Multiline, MultilineRule};
 
 /// The event being assembled, in the shape of a [`Line`] that owns its bytes.
 struct Event {
@@ -29,7 +30,10 @@ struct Event {
 
 /// Per-file joiner.
 pub struct MultilineJoiner {
-    start: Regex,
+    pattern: Regex,
+    /// Whether a match continues the event before it (`continue_pattern`) rather than
+    /// starting a new one (`start_pattern`).
+    match_continues: bool,
     max_lines: usize,
     max_bytes: usize,
     timeout: Duration,
@@ -40,9 +44,13 @@ impl MultilineJoiner {
     /// A joiner for `config` (its pattern was checked when the collect config was
     /// validated; `None` if it does not compile after all). Events are cut at `max_bytes`.
     pub fn new(config: &Multiline, max_bytes: usize) -> Option<Self> {
-        let start = Regex::new(&config.start_pattern).ok()?;
+        let (pattern, match_continues) = match config.rule().ok()? {
+            MultilineRule::Start(p) => (p, false),
+            MultilineRule::Continue(p) => (p, true),
+        };
         Some(MultilineJoiner {
-            start,
+            pattern: Regex::new(pattern).ok()?,
+            match_continues,
             max_lines: config.max_lines.max(1),
             max_bytes: max_bytes.max(1),
             timeout: Duration::from_millis(config.timeout_ms),
@@ -53,7 +61,10 @@ impl MultilineJoiner {
     /// Adds one line; calls `emit` for an event it completes.
     pub fn push(&mut self, line: Line<'_>, mut emit: impl FnMut(Line<'_>)) {
         let continues = match &self.pending {
-            Some(e) => e.lines < self.max_lines && !self.start.is_match(line.bytes),
+            Some(e) => {
+                e.lines < self.max_lines
+                    && self.pattern.is_match(line.bytes) == self.match_continues
+            }
             None => false,
         };
         if let (true, Some(e)) = (continues, self.pending.as_mut()) {
@@ -113,7 +124,8 @@ mod tests {
 
     fn config(max_lines: usize) -> Multiline {
         Multiline {
-            start_pattern: r"^\d{4}-".into(),
+            start_pattern: Some(r"^\d{4}-".into()),
+            continue_pattern: None,
             timeout_ms: 50,
             max_lines,
         }
@@ -170,6 +182,37 @@ mod tests {
                 ),
                 (58, 77, "2026-11-25 INFO ok".into(), false),
             ]
+        );
+    }
+
+    #[test]
+    fn with_continue_pattern_matching_lines_join_and_others_start_events() {
+        let java = Multiline {
+            start_pattern: None,
+            continue_pattern: Some(r"^\s+(at |\.\.\. )|^Caused by:".into()),
+            timeout_ms: 50,
+            max_lines: 100,
+        };
+        let mut j = MultilineJoiner::new(&java, 1 << 20).unwrap();
+        let text = "Exception in thread \"main\" java.lang.IllegalStateException: boom\n\
+                    \tat a.B.c(B.java:1)\n\
+                    Caused by: java.io.IOException: disk\n\
+                    \t... 3 more\n\
+                    next event\n\
+                    and another\n";
+        let texts: Vec<String> = join(&mut j, text).into_iter().map(|e| e.2).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "Exception in thread \"main\" java.lang.IllegalStateException: boom\n\
+                 \tat a.B.c(B.java:1)\n\
+                 Caused by: java.io.IOException: disk\n\
+                 \t... 3 more"
+                    .to_string(),
+                "next event".into(),
+                "and another".into(),
+            ],
+            "unmatched lines are events of their own, not joined to each other"
         );
     }
 
