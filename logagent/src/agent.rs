@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::catch_up::CatchUp;
+use crate::catch_up::{CatchUp, DeliveryStall};
 use crate::checkpoint::{
     CheckpointError, CheckpointStore, WriteSpell, WriteSpellReport, write_atomically,
 };
@@ -114,6 +114,12 @@ impl AgentThread {
     /// Where `/metrics` listens, if enabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Whether the agent stopped on its own (a fatal producer error); [`AgentThread::stop`]
+    /// then returns why.
+    pub fn is_finished(&self) -> bool {
+        self.background.is_finished()
     }
 
     /// Stops it as SIGTERM does (stop reading, flush Kafka, write checkpoints) and returns
@@ -253,6 +259,7 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         let mut tick = tokio::time::interval(checkpoint_interval);
         let mut catch_up = CatchUp::default();
         let mut write_spell = WriteSpell::default();
+        let mut stall = DeliveryStall::default();
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -264,6 +271,13 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
                     None => break,
                 },
                 _ = tick.tick() => {
+                    if let Some(reason) = sink.broken() {
+                        log::error!(
+                            "the Kafka producer failed for good ({reason}); stopping: nothing \
+                             more can be delivered by it, a restart re-sends from the checkpoints"
+                        );
+                        break;
+                    }
                     let written = store.flush();
                     if written.is_err() {
                         metrics.checkpoint_write_failures.inc();
@@ -272,6 +286,11 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
                         Some(WriteSpellReport::Failing(line)) => log::error!("{line}"),
                         Some(WriteSpellReport::Recovered(line)) => log::info!("{line}"),
                         None => {}
+                    }
+                    let waiting = limit.held_lines() as u64;
+                    let sent = metrics.lines_sent.get();
+                    if let Some(line) = stall.observe(sent, waiting, std::time::Instant::now()) {
+                        log::warn!("{line}");
                     }
                     let lag = store.lag_bytes();
                     metrics.send_lag_bytes.set(lag);
@@ -294,12 +313,16 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         let _ = watch_task.await;
         store.flush()?;
         log::info!("checkpoints written to {}", store.path().display());
-        // Not everything acknowledged (broker down at shutdown) is not a loss: the
-        // checkpoints stop before those lines and the next start re-sends them.
-        if let Err(e) = flushed {
-            log::error!("{e}");
+        match flushed {
+            Err(broken @ SinkError::Broken { .. }) => Err(broken.into()),
+            // Not everything acknowledged (broker down at shutdown) is not a loss: the
+            // checkpoints stop before those lines and the next start re-sends them.
+            Err(e) => {
+                log::error!("{e}");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
-        Ok(())
     });
     Ok(RunningAgent {
         metrics_addr,

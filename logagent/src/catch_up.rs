@@ -1,6 +1,7 @@
 //! Progress of a long catch-up (a first start on big files, a broker back after an
 //! outage): how much is left, how fast it shrinks, and about when it is done, in the log
 //! every few seconds, so an operator does not have to graph `send_lag_bytes` to know.
+//! And its absence: lines waiting while Kafka acknowledges nothing ([`DeliveryStall`]).
 
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,53 @@ impl CatchUp {
     }
 }
 
+/// Lines waiting this long without a single acknowledgement are reported.
+pub const STALL_AFTER: Duration = Duration::from_secs(30);
+
+/// Notices when Kafka acknowledges nothing while lines wait (a broker down, a topic it
+/// refuses, a producer stuck in a retry loop): librdkafka retries such cases on its own,
+/// silently or in debug messages, so without this the agent would just look idle.
+#[derive(Debug, Default)]
+pub struct DeliveryStall {
+    /// Lines acknowledged so far at the last sample, and since when that count stood still
+    /// with lines waiting.
+    last_sent: u64,
+    still_since: Option<Instant>,
+    reported: bool,
+}
+
+impl DeliveryStall {
+    /// Takes the lines acknowledged so far and the lines waiting for an acknowledgement at
+    /// `now`; returns a line to log when a stall starts being reported or ends.
+    pub fn observe(&mut self, sent: u64, waiting: u64, now: Instant) -> Option<String> {
+        let moved = sent != self.last_sent;
+        self.last_sent = sent;
+        if moved || waiting == 0 {
+            let since = self.still_since.take();
+            let was_reported = std::mem::take(&mut self.reported);
+            return match since {
+                Some(since) if was_reported && moved => Some(format!(
+                    "Kafka acknowledges lines again, after {:.0} s without",
+                    now.duration_since(since).as_secs_f64()
+                )),
+                _ => None,
+            };
+        }
+        let since = *self.still_since.get_or_insert(now);
+        let still = now.duration_since(since);
+        if self.reported || still < STALL_AFTER {
+            return None;
+        }
+        self.reported = true;
+        Some(format!(
+            "Kafka has acknowledged nothing for {:.0} s while {waiting} lines wait: the broker \
+             is unreachable or refusing them (librdkafka's messages above or, at debug level, \
+             say which). Nothing is dropped; reading pauses at [kafka] chan_size",
+            still.as_secs_f64()
+        ))
+    }
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
@@ -96,5 +144,32 @@ mod tests {
         let done = c.observe(MB / 2, s(22)).unwrap();
         assert!(done.starts_with("caught up"), "{done}");
         assert_eq!(c.observe(MB / 2, s(40)), None);
+    }
+
+    #[test]
+    fn a_stall_is_reported_once_after_30s_and_its_end_once() {
+        let mut d = DeliveryStall::default();
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        assert_eq!(d.observe(100, 0, s(0)), None);
+        assert_eq!(d.observe(100, 0, s(60)), None, "idle, nothing waiting");
+        assert_eq!(d.observe(100, 50, s(61)), None);
+        assert_eq!(d.observe(100, 80, s(90)), None, "29 s is not yet a stall");
+        let stalled = d.observe(100, 80, s(91)).unwrap();
+        assert!(
+            stalled.contains("nothing for 30 s") && stalled.contains("80 lines"),
+            "{stalled}"
+        );
+        assert_eq!(d.observe(100, 80, s(200)), None, "once per stall");
+        let back = d.observe(180, 0, s(201)).unwrap();
+        assert!(back.contains("after 140 s"), "{back}");
+        assert_eq!(d.observe(180, 10, s(202)), None);
+        assert_eq!(d.observe(190, 10, s(240)), None, "moving: no stall");
+        assert_eq!(d.observe(190, 10, s(260)), None);
+        assert_eq!(
+            d.observe(200, 0, s(261)),
+            None,
+            "a wait under 30 s ends without a report"
+        );
     }
 }

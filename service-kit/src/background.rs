@@ -37,6 +37,11 @@ impl<E: Send + 'static> Background<E> {
         })
     }
 
+    /// Whether the service ended on its own (it failed, or finished its work).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
     /// Triggers the shutdown and returns the service's result once it ended; a panic in
     /// the service is passed on to the caller.
     pub fn stop(mut self) -> Result<(), E> {
@@ -70,5 +75,16 @@ mod tests {
         })
         .unwrap();
         assert_eq!(bg.stop(), Err("stopped"));
+    }
+
+    #[test]
+    fn a_service_that_ends_on_its_own_is_finished_and_keeps_its_result() {
+        let bg = Background::spawn(1, |_| async { Err::<(), _>("failed") }).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !bg.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "never finished");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(bg.stop(), Err("failed"));
     }
 }

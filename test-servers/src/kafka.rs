@@ -212,7 +212,11 @@ impl Kafka {
         self.process.kill();
     }
 
-    /// Starts the broker again on the same port. It comes back EMPTY (memory storage).
+    /// Starts the broker again on the same port. It comes back EMPTY (memory storage), and
+    /// an idempotent producer connected before never gets a produce request accepted again:
+    /// tansu answers its epoch bump with a producer id it then does not recognise, in a loop
+    /// (seen with librdkafka 2.12). For a broker that goes down and comes back with its
+    /// state, as a real one does, use `rdkafka::mocking::MockCluster::broker_down`/`_up`.
     pub fn restart(&mut self) {
         self.process.restart();
     }

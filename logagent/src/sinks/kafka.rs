@@ -8,8 +8,14 @@
 //! message is produced again after a backoff, so a line is never silently dropped. The one
 //! exception is a message the broker refuses as too large: retrying cannot succeed, so it
 //! is counted in `lines_failed`, logged as an error naming the setting to change, and passed.
+//!
+//! A fatal producer error (the idempotent producer lost track of its sequence numbers with
+//! a broker) ends this producer for good: every later send fails. Then nothing is skipped
+//! or acknowledged; [`Sink::broken`] says why, and the agent stops so that a restart
+//! begins with a new producer and re-sends what Kafka did not acknowledge.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -36,9 +42,19 @@ pub struct AckContext {
     metrics: Arc<Metrics>,
     limit: InFlightLimit,
     retries: parking_lot::Mutex<mpsc::Sender<Retry>>,
+    /// Set when librdkafka reports a fatal error: failed deliveries are then left
+    /// unacknowledged instead of produced again (which cannot succeed).
+    broken: AtomicBool,
 }
 
-impl ClientContext for AckContext {}
+impl ClientContext for AckContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            self.broken.store(true, Ordering::Relaxed);
+        }
+        log::error!("librdkafka: {error}: {reason}");
+    }
+}
 
 impl ProducerContext for AckContext {
     type DeliveryOpaque = Box<AckToken>;
@@ -70,6 +86,11 @@ impl ProducerContext for AckContext {
                     lines: 1,
                     bytes: token.charged,
                 });
+            }
+            Err(_) if self.broken.load(Ordering::Relaxed) => {
+                // Dropped unacknowledged: the checkpoint stays before this line, and the
+                // agent, stopping because of the fatal error, re-sends it after a restart.
+                self.metrics.lines_failed.inc();
             }
             Err((err, msg)) => {
                 self.metrics.lines_failed.inc();
@@ -136,6 +157,7 @@ impl KafkaSink {
             metrics,
             limit,
             retries: parking_lot::Mutex::new(tx),
+            broken: AtomicBool::new(false),
         };
         let producer: ThreadedProducer<AckContext> =
             config
@@ -164,6 +186,11 @@ fn retry_loop(rx: mpsc::Receiver<Retry>, producer: std::sync::Weak<ThreadedProdu
         std::thread::sleep(Duration::from_millis(200));
         loop {
             let Some(p) = producer.upgrade() else { return };
+            if p.client().fatal_error().is_some() {
+                // Nothing can be produced any more; the line stays unacknowledged (see
+                // `AckContext::broken`).
+                break;
+            }
             let mut record = BaseRecord::with_opaque_to(&retry.topic, retry.token)
                 .key(&retry.key)
                 .payload(&retry.payload);
@@ -201,11 +228,24 @@ impl Sink for KafkaSink {
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
                 Err(SendError::Full(*record.delivery_opaque))
             }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::Fatal), record)) => {
+                Err(SendError::Broken(*record.delivery_opaque))
+            }
             Err((e, record)) => Err(SendError::Rejected(*record.delivery_opaque, e.to_string())),
         }
     }
 
+    fn broken(&self) -> Option<String> {
+        self.producer
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{reason} ({code:?})"))
+    }
+
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
+        if let Some(reason) = self.broken() {
+            return Err(SinkError::Broken { reason });
+        }
         match self.producer.flush(timeout) {
             Ok(()) => Ok(()),
             Err(_) => Err(SinkError::Flush {

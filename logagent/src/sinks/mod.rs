@@ -27,6 +27,9 @@ pub enum SendError {
     Full(AckToken),
     /// The sink refused the line for good (for example an invalid topic).
     Rejected(AckToken, String),
+    /// The sink can deliver nothing any more (a fatal producer error): keep the line
+    /// unacknowledged; the agent stops and a restart re-sends it from the checkpoint.
+    Broken(AckToken),
 }
 
 /// Why the sink could not be created or flushed.
@@ -53,6 +56,17 @@ pub enum SinkError {
         /// How long we waited.
         timeout: Duration,
     },
+    /// The producer hit a fatal error and can deliver nothing any more.
+    #[error(
+        "the Kafka producer failed for good: {reason}; the agent stopped so that a restart \
+         begins with a new producer, and re-sends from the checkpoints every line Kafka did \
+         not acknowledge (run it under a supervisor that restarts it, e.g. systemd \
+         Restart=on-failure)"
+    )]
+    Broken {
+        /// librdkafka's description of the fatal error.
+        reason: String,
+    },
 }
 
 /// A destination for encoded lines that acknowledges each one asynchronously.
@@ -71,6 +85,12 @@ pub trait Sink: Send + Sync {
 
     /// Waits until everything handed over is acknowledged, up to `timeout`.
     fn flush(&self, timeout: Duration) -> Result<(), SinkError>;
+
+    /// Why the sink can deliver nothing any more, once that happened (a fatal producer
+    /// error); `None` while it works or waits for a broker.
+    fn broken(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Bounds what is read but not yet acknowledged: `[kafka] chan_size` lines and

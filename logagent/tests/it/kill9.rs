@@ -78,24 +78,14 @@ fn kill_9_mid_stream_then_restart_loses_no_line() {
     agent.kill().unwrap(); // SIGKILL
     agent.wait().unwrap();
     // where the restart must resume: the checkpoint on disk at the moment of the kill
-    let resume_offset = std::fs::read(dir.path().join("data/checkpoints.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["checkpoints"][0]["offset"].as_u64())
-        .unwrap_or(0);
+    let data_dir = dir.path().join("data");
+    let resume_offset = checkpoint_offset(&data_dir, &f);
 
     let mut agent = spawn(&conf);
     writer.join().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let size = std::fs::metadata(&f).unwrap().len();
-    let checkpoint = dir.path().join("data/checkpoints.json");
-    let at_end = || {
-        std::fs::read(&checkpoint)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["checkpoints"][0]["offset"].as_u64())
-            == Some(size)
-    };
+    let at_end = || checkpoint_offset(&data_dir, &f) == size;
     while !at_end() {
         assert!(
             Instant::now() < deadline,

@@ -6,6 +6,8 @@
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use test_servers::{Etcd, Kafka};
 
 #[test]
@@ -54,6 +56,111 @@ fn broker_frozen_for_10s_pauses_reading_at_chan_size_and_loses_nothing() {
         Duration::from_secs(60),
     );
     assert_eq!(messages_of(&shipped, &f), lines("o", 0..6000));
+}
+
+/// The broker goes down for 10 s (connections refused, as when its process is stopped)
+/// and comes back with its data, as a restarted Kafka broker does. Our test broker cannot
+/// play this part: it restarts empty, and then answers an idempotent producer's epoch bump
+/// with a producer id it does not recognise, forever (librdkafka's debug log shows the
+/// loop). librdkafka's mock cluster takes a broker down and up with its state kept.
+#[test]
+fn broker_down_for_10s_and_back_gets_everything_written_meanwhile() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("out", 2, 1).unwrap();
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs_dir(dir.path());
+    let f = logs.join("app.log");
+    append(&f, lines("r", 0..1000));
+    etcd_put(&etcd.endpoint(), KEY, &format!("[{}]", entry(&f, "out")));
+    let agent = Agent::start(config(
+        dir.path(),
+        &cluster.bootstrap_servers(),
+        &etcd.endpoint(),
+    ));
+    agent.wait_metric("logagent_lines_sent_total", Duration::from_secs(30), |v| {
+        v >= 1000.0
+    });
+
+    cluster.broker_down(1).unwrap();
+    let down_at = Instant::now();
+    append(&f, lines("r", 1000..3000));
+    agent.wait_metric("logagent_lines_read_total", Duration::from_secs(10), |v| {
+        v >= 3000.0
+    });
+    while down_at.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(agent.metric("logagent_lines_sent_total"), 1000.0);
+    cluster.broker_up(1).unwrap();
+    append(&f, lines("r", 3000..4000));
+
+    agent.wait_metric("logagent_lines_sent_total", Duration::from_secs(120), |v| {
+        v >= 4000.0
+    });
+    agent.stop();
+    let shipped = consume(
+        &cluster.bootstrap_servers(),
+        "out",
+        4000,
+        Duration::from_secs(60),
+    );
+    assert_eq!(messages_of(&shipped, &f), lines("r", 0..4000));
+}
+
+/// The broker answers a produce request with OUT_OF_ORDER_SEQUENCE_NUMBER: the idempotent
+/// producer cannot know what was stored, librdkafka declares a fatal error and refuses every
+/// later send. The agent must not skip lines (each send now fails) nor spin: it stops with
+/// an error saying why, its checkpoint before every unacknowledged line, and the next start
+/// (a new producer) ships the rest.
+#[test]
+fn a_fatal_producer_error_stops_the_agent_and_a_restart_ships_the_rest() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("out", 1, 1).unwrap();
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs_dir(dir.path());
+    let f = logs.join("app.log");
+    append(&f, lines("x", 0..1000));
+    etcd_put(&etcd.endpoint(), KEY, &format!("[{}]", entry(&f, "out")));
+    let cfg = config(dir.path(), &cluster.bootstrap_servers(), &etcd.endpoint());
+    let agent = Agent::start(cfg.clone());
+    agent.wait_metric("logagent_lines_sent_total", Duration::from_secs(30), |v| {
+        v >= 1000.0
+    });
+
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    append(&f, lines("x", 1000..2000));
+    let ended = agent.wait_for_exit(Duration::from_secs(30));
+    let why = ended
+        .expect_err("the agent stops with an error")
+        .to_string();
+    assert!(
+        why.contains("failed for good") && why.contains("sequence"),
+        "{why}"
+    );
+    let acknowledged: u64 = lines("x", 0..1000).iter().map(|l| l.len() as u64 + 1).sum();
+    let saved = checkpoint_offset(&cfg.agent.data_dir, &f);
+    assert!(
+        saved <= acknowledged,
+        "checkpoint {saved} passed the last line Kafka acknowledged ({acknowledged})"
+    );
+
+    let agent = Agent::start(cfg);
+    agent.wait_metric("logagent_lines_sent_total", Duration::from_secs(30), |v| {
+        v >= 1000.0
+    });
+    agent.stop();
+    let shipped = consume(
+        &cluster.bootstrap_servers(),
+        "out",
+        2000,
+        Duration::from_secs(30),
+    );
+    assert_eq!(messages_of(&shipped, &f), lines("x", 0..2000));
 }
 
 #[test]

@@ -594,7 +594,8 @@ impl Tailer {
                 token,
             ) {
                 Ok(()) => return Ok(()),
-                Err(SendError::Full(t)) => {
+                // Broken: the agent is stopping because of it; hold the line until then.
+                Err(SendError::Full(t) | SendError::Broken(t)) => {
                     token = t;
                     tokio::select! {
                         _ = cancel.cancelled() => {

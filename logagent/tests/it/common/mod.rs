@@ -74,6 +74,16 @@ impl Agent {
         }
     }
 
+    /// Waits until the agent stopped on its own, then returns what it ended with.
+    pub fn wait_for_exit(self, timeout: Duration) -> Result<(), logagent::agent::AgentError> {
+        let deadline = Instant::now() + timeout;
+        while !self.agent.is_finished() {
+            assert!(Instant::now() < deadline, "the agent is still running");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.agent.stop()
+    }
+
     /// SIGTERM-equivalent: stop reading, flush, write checkpoints.
     pub fn stop(self) {
         self.agent
@@ -163,6 +173,21 @@ pub fn consume(brokers: &str, topic: &str, expected: usize, timeout: Duration) -
             v.into_iter().map(|(_, s)| s)
         })
         .collect()
+}
+
+/// The offset saved in `data_dir`'s checkpoint file for `path` (0 when there is none).
+pub fn checkpoint_offset(data_dir: &Path, path: &Path) -> u64 {
+    let Ok(bytes) = std::fs::read(data_dir.join("checkpoints.json")) else {
+        return 0;
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    doc["checkpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["path"] == path.to_string_lossy().as_ref())
+        .and_then(|c| c["offset"].as_u64())
+        .unwrap_or(0)
 }
 
 /// Messages of one file, in topic order.
