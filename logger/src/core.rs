@@ -49,6 +49,7 @@ pub struct Counters {
     pub(crate) kafka_delivery_errors: AtomicU64,
     pub(crate) kafka_dropped: AtomicU64,
     pub(crate) kafka_spilled: AtomicU64,
+    pub(crate) kafka_producer_replaced: AtomicU64,
 }
 
 /// A snapshot of the counters.
@@ -69,6 +70,9 @@ pub struct Stats {
     pub kafka_dropped: u64,
     /// Kafka records written to the fallback file instead (spill policy).
     pub kafka_spilled: u64,
+    /// Kafka producers replaced after a fatal error (the idempotent producer gave up; the
+    /// messages it still held count in `kafka_delivery_errors`).
+    pub kafka_producer_replaced: u64,
 }
 
 impl Counters {
@@ -82,6 +86,7 @@ impl Counters {
             kafka_delivery_errors: l(&self.kafka_delivery_errors),
             kafka_dropped: l(&self.kafka_dropped),
             kafka_spilled: l(&self.kafka_spilled),
+            kafka_producer_replaced: l(&self.kafka_producer_replaced),
         }
     }
 }

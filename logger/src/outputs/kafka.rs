@@ -5,6 +5,12 @@
 //! down or slow) the record is dropped and counted, or appended to a fallback file.
 //! librdkafka retries queued messages until `message_timeout`; a message that still
 //! fails is counted in `kafka_delivery_errors` and passed to the error callback.
+//!
+//! The producer is idempotent, and an idempotent producer can fail fatally (a broker's
+//! answers leave it unable to know what was stored): from then on it refuses every
+//! message. The output then replaces it with a new producer (counted in
+//! `kafka_producer_replaced`, told to the error callback) and goes on; what the old one
+//! still held is lost and counted as delivery errors.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -81,7 +87,41 @@ pub struct KafkaOutput {
     settings: KafkaSettings,
     producer: ThreadedProducer<Ctx>,
     counters: Arc<Counters>,
+    on_error: Option<KafkaErrorCallback>,
     spill: Option<File>,
+}
+
+/// A producer for `settings`; it connects in the background.
+fn producer(
+    settings: &KafkaSettings,
+    counters: &Arc<Counters>,
+    on_error: &Option<KafkaErrorCallback>,
+) -> Result<ThreadedProducer<Ctx>, ConfigError> {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &settings.brokers)
+        .set(
+            "queue.buffering.max.messages",
+            settings.buffer_messages.to_string(),
+        )
+        .set(
+            "message.timeout.ms",
+            settings.message_timeout.as_millis().to_string(),
+        )
+        // Retries after an outage must not duplicate records.
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5");
+    for (k, v) in &settings.properties {
+        cc.set(k, v);
+    }
+    let ctx = Ctx {
+        name: settings.name.clone(),
+        counters: counters.clone(),
+        on_error: on_error.clone(),
+    };
+    cc.create_with_context(ctx).map_err(|e| ConfigError::Kafka {
+        output: settings.name.clone(),
+        reason: e.to_string(),
+    })
 }
 
 impl KafkaOutput {
@@ -92,33 +132,7 @@ impl KafkaOutput {
         counters: Arc<Counters>,
         on_error: Option<KafkaErrorCallback>,
     ) -> Result<Self, ConfigError> {
-        let mut cc = ClientConfig::new();
-        cc.set("bootstrap.servers", &settings.brokers)
-            .set(
-                "queue.buffering.max.messages",
-                settings.buffer_messages.to_string(),
-            )
-            .set(
-                "message.timeout.ms",
-                settings.message_timeout.as_millis().to_string(),
-            )
-            // Retries after an outage must not duplicate records.
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5");
-        for (k, v) in &settings.properties {
-            cc.set(k, v);
-        }
-        let ctx = Ctx {
-            name: settings.name.clone(),
-            counters: counters.clone(),
-            on_error,
-        };
-        let producer: ThreadedProducer<Ctx> =
-            cc.create_with_context(ctx)
-                .map_err(|e| ConfigError::Kafka {
-                    output: settings.name.clone(),
-                    reason: e.to_string(),
-                })?;
+        let producer = producer(&settings, &counters, &on_error)?;
         let spill = match &settings.spill_path {
             Some(p) => {
                 if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -146,19 +160,63 @@ impl KafkaOutput {
             settings,
             producer,
             counters,
+            on_error,
             spill,
         })
+    }
+
+    /// Hands one message to the producer's queue.
+    fn send(&self, payload: &[u8]) -> Result<(), KafkaError> {
+        let rec: BaseRecord<'_, (), [u8], ()> =
+            BaseRecord::to(&self.settings.topic).payload(payload);
+        self.producer.send(rec).map_err(|(e, _)| e)
+    }
+
+    /// Replaces a producer that failed fatally; false if a new one cannot be made.
+    fn replace_producer(&mut self) -> bool {
+        let reason = self
+            .producer
+            .client()
+            .fatal_error()
+            .map(|(_, reason)| reason)
+            .unwrap_or_default();
+        let Ok(fresh) = producer(&self.settings, &self.counters, &self.on_error) else {
+            return false;
+        };
+        // The old one's queue can never be delivered: don't wait for it on drop.
+        self.producer
+            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+        self.producer = fresh;
+        self.counters
+            .kafka_producer_replaced
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(cb) = &self.on_error {
+            cb(
+                &self.settings.name,
+                &format!(
+                    "the Kafka producer failed for good ({reason}); replaced by a new one, \
+                     the messages it still held are lost"
+                ),
+            );
+        }
+        true
     }
 }
 
 impl Output for KafkaOutput {
     fn write(&mut self, line: &[u8], _record: &Record) -> io::Result<()> {
         let payload = line.strip_suffix(b"\n").unwrap_or(line);
-        let rec: BaseRecord<'_, (), [u8], ()> =
-            BaseRecord::to(&self.settings.topic).payload(payload);
-        match self.producer.send(rec) {
+        let mut sent = self.send(payload);
+        if matches!(
+            sent,
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fatal))
+        ) && self.replace_producer()
+        {
+            sent = self.send(payload);
+        }
+        match sent {
             Ok(()) => Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                 match &mut self.spill {
                     Some(f) => {
                         f.write_all(line)?;
@@ -170,7 +228,7 @@ impl Output for KafkaOutput {
                 }
                 Ok(())
             }
-            Err((e, _)) => Err(io::Error::other(e)),
+            Err(e) => Err(io::Error::other(e)),
         }
     }
 

@@ -177,3 +177,64 @@ fn delivery_failures_reach_the_counter_and_the_callback() {
     kafka.resume();
     drop(guard);
 }
+
+/// librdkafka's mock cluster answers one produce request with OUT_OF_ORDER_SEQUENCE_NUMBER:
+/// the idempotent producer fails fatally and would refuse every later message. The output
+/// replaces it, says so through the callback, and the records logged after that arrive.
+#[test]
+fn a_fatally_failed_producer_is_replaced_and_later_records_arrive() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let _s = serial();
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 1, 1).unwrap();
+    let told = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let told2 = told.clone();
+    let guard = Builder::new()
+        // librdkafka's own complaints (through the `log` facade) would be records too.
+        .level("info,librdkafka=off,rdkafka=off")
+        .output(
+            "bus",
+            OutputConfig::kafka(cluster.bootstrap_servers(), "logs"),
+        )
+        .on_kafka_error(move |_, err| told2.lock().unwrap().push(err.to_string()))
+        .init()
+        .unwrap();
+    warm_up(&guard);
+
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    logger::info!("refused by the broker");
+    assert!(
+        wait_until(Duration::from_secs(30), || guard
+            .stats()
+            .kafka_delivery_errors
+            == 1),
+        "the refused record is a delivery error: {:?}",
+        guard.stats()
+    );
+    for i in 0..10 {
+        logger::info!(i = i; "after {i}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || guard.stats().kafka_delivered
+            == 11),
+        "records after the fatal error are delivered: {:?}",
+        guard.stats()
+    );
+    let stats = guard.stats();
+    assert_eq!(stats.kafka_producer_replaced, 1, "{stats:?}");
+    assert_eq!(stats.write_errors, 0, "{stats:?}");
+    assert!(
+        told.lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.contains("failed for good") && m.contains("replaced")),
+        "{:?}",
+        told.lock().unwrap()
+    );
+    drop(guard);
+}
