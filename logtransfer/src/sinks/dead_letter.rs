@@ -4,11 +4,15 @@
 //! ...Elasticsearch's error object}, "index": ..., "id": ..., "source": {"topic",
 //! "partition", "offset"}, "document": <the document as sent>}`; key = the document `_id`.
 //! A dead letter counts as handled only once Kafka acknowledged it.
+//!
+//! The producer is idempotent; one that fails fatally (a broker's answers leave it unable to
+//! know what was stored) refuses every later message, so it is replaced by a new one and the
+//! letter is sent again.
 
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +29,10 @@ pub struct DeadLetterError {
 
 /// Sends dead letters.
 pub struct DeadLetter {
-    producer: FutureProducer,
+    /// The producer in use and how many were made before it (so that two sends that saw
+    /// the same one fail replace it once).
+    producer: parking_lot::Mutex<(u64, FutureProducer)>,
+    brokers: String,
     topic: String,
 }
 
@@ -55,16 +62,42 @@ pub struct Letter<'a> {
 impl DeadLetter {
     /// A producer on `brokers` writing to `topic`.
     pub fn new(brokers: &str, topic: &str) -> Result<Self, DeadLetterError> {
-        let producer = service_kit::kafka::producer_config(brokers)
+        Ok(Self {
+            producer: parking_lot::Mutex::new((0, Self::producer(brokers)?)),
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+        })
+    }
+
+    fn producer(brokers: &str) -> Result<FutureProducer, DeadLetterError> {
+        service_kit::kafka::producer_config(brokers)
             .create()
             .map_err(|source| DeadLetterError {
                 brokers: brokers.to_owned(),
                 source: Box::new(source),
-            })?;
-        Ok(Self {
-            producer,
-            topic: topic.to_owned(),
-        })
+            })
+    }
+
+    /// Replaces producer number `generation` if it failed fatally.
+    fn replace_if_broken(&self, generation: u64, producer: &FutureProducer) {
+        let Some((_, reason)) = producer.client().fatal_error() else {
+            return;
+        };
+        let mut current = self.producer.lock();
+        if current.0 != generation {
+            return;
+        }
+        match Self::producer(&self.brokers) {
+            Ok(fresh) => {
+                log::warn!(
+                    "dead-letter topic {}: the producer failed for good ({reason}); replaced by \
+                     a new one",
+                    self.topic
+                );
+                *current = (generation + 1, fresh);
+            }
+            Err(e) => log::error!("dead-letter topic {}: {e}; retrying", self.topic),
+        }
     }
 
     /// The value written for `letter`.
@@ -102,14 +135,16 @@ impl DeadLetter {
         let key = letter.key.id();
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
+            let (generation, producer) = self.producer.lock().clone();
             let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
             let sent = tokio::select! {
-                r = self.producer.send(record, Duration::from_secs(30)) => r,
+                r = producer.send(record, Duration::from_secs(30)) => r,
                 _ = cancel.cancelled() => return false,
             };
             match sent {
                 Ok(_) => return true,
                 Err((e, _)) => {
+                    self.replace_if_broken(generation, &producer);
                     log::warn!(
                         "dead-letter topic {}: cannot write {key}: {e}; retrying",
                         self.topic
@@ -121,5 +156,53 @@ impl DeadLetter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    use super::*;
+
+    /// librdkafka's mock cluster injects the fault a real broker cannot be made to produce:
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER makes the idempotent producer fail fatally.
+    #[tokio::test]
+    async fn a_fatally_failed_producer_is_replaced_and_the_letter_still_sent() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("dlq", 1, 1).unwrap();
+        let dead_letter = DeadLetter::new(&cluster.bootstrap_servers(), "dlq").unwrap();
+        let cancel = CancellationToken::new();
+        let key = DocKey {
+            topic: Arc::from("logs"),
+            partition: 0,
+            offset: 7,
+        };
+        let letter = Letter {
+            key: &key,
+            index: "logs-2026.11.25",
+            source: br#"{"message":"x"}"#,
+            status: 400,
+            error: json!({"type": "mapper_parsing_exception"}),
+        };
+        let send = |letter| {
+            let (d, c) = (&dead_letter, &cancel);
+            async move {
+                tokio::time::timeout(Duration::from_secs(30), d.send(letter, c))
+                    .await
+                    .expect("the letter was never acknowledged")
+            }
+        };
+        assert!(send(&letter).await);
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+        );
+        assert!(send(&letter).await, "sent by the replacement producer");
+        assert!(send(&letter).await);
+        assert_eq!(dead_letter.producer.lock().0, 1, "replaced exactly once");
     }
 }
