@@ -9,7 +9,7 @@
 //! whenever any of that cannot be read, call sites read the wall clock directly.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 static TSC: AtomicBool = AtomicBool::new(false);
 static DECIDED: std::sync::Once = std::sync::Once::new();
@@ -18,6 +18,15 @@ static DECIDED: std::sync::Once = std::sync::Once::new();
 /// microseconds, so the writer can tell them apart.
 const ENCODED_BASE: i64 = i64::MIN;
 const ENCODED_LIMIT: i64 = -(1 << 62);
+
+/// Microseconds since the Unix epoch.
+#[inline]
+pub(crate) fn now_us() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_micros() as i64,
+        Err(e) => -(e.duration().as_micros() as i64),
+    }
+}
 
 /// Decides once per process whether call sites may use the TSC.
 pub(crate) fn init() {
@@ -78,7 +87,7 @@ pub(crate) fn record_time() -> i64 {
     if TSC.load(Ordering::Relaxed) {
         ENCODED_BASE.wrapping_add((rdtsc() & (u64::MAX >> 2)) as i64)
     } else {
-        crate::record::now_us()
+        now_us()
     }
 }
 
@@ -99,7 +108,7 @@ fn pair() -> (u64, i64) {
     let mut best = (0u64, 0i64, u64::MAX);
     for _ in 0..5 {
         let a = rdtsc();
-        let w = crate::record::now_us();
+        let w = now_us();
         let b = rdtsc();
         if b.wrapping_sub(a) < best.2 {
             best = (a + (b.wrapping_sub(a)) / 2, w, b.wrapping_sub(a));
@@ -201,9 +210,9 @@ mod tests {
         init();
         let mut conv = TscToWall::new();
         for _ in 0..3 {
-            let before = crate::record::now_us();
+            let before = now_us();
             let t = record_time();
-            let after = crate::record::now_us();
+            let after = now_us();
             let wall = conv.wall_us(t);
             // Within a millisecond of the bracketing wall-clock reads.
             assert!(

@@ -949,7 +949,7 @@ fn formatting_panicked() -> Record {
     let (thread_id, thread_name) = crate::record::current_thread();
     Record {
         level: Level::Error,
-        time_us: crate::record::now_us(),
+        time_us: crate::clock::now_us(),
         origin: Origin::other("logger", "", 0, None),
         thread_id,
         thread_name,
@@ -995,7 +995,7 @@ pub(crate) fn install_panic_hook() {
                 let (thread_id, thread_name) = crate::record::current_thread();
                 let r = Record {
                     level: Level::Fatal,
-                    time_us: crate::record::now_us(),
+                    time_us: crate::clock::now_us(),
                     origin: Origin::other("panic", file, line, None),
                     thread_id,
                     thread_name,

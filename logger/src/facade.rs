@@ -76,7 +76,7 @@ impl log::Log for Facade {
         let (thread_id, thread_name) = crate::record::current_thread();
         crate::core::submit(Record {
             level,
-            time_us: crate::record::now_us(),
+            time_us: crate::clock::now_us(),
             origin: Origin::Other(Box::new(OtherOrigin {
                 target: static_or_owned(record.target(), record.module_path_static()),
                 file: match (record.file_static(), record.file()) {

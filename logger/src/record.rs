@@ -7,7 +7,6 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::level::Level;
 
@@ -574,15 +573,6 @@ pub fn display<T: fmt::Display>(v: T) -> Display<T> {
 impl<T: fmt::Display> ToValue for Display<T> {
     fn to_value(&self) -> Value {
         Value::Str(Cow::Owned(self.0.to_string()))
-    }
-}
-
-/// Microseconds since the Unix epoch.
-#[inline]
-pub(crate) fn now_us() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_micros() as i64,
-        Err(e) => -(e.duration().as_micros() as i64),
     }
 }
 

@@ -25,7 +25,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_us(&self) -> i64 {
-        crate::record::now_us()
+        crate::clock::now_us()
     }
 }
 

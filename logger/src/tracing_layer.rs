@@ -97,7 +97,7 @@ impl<S: Subscriber> Layer<S> for LoggerLayer {
         let (thread_id, thread_name) = crate::record::current_thread();
         crate::core::submit(Record {
             level,
-            time_us: crate::record::now_us(),
+            time_us: crate::clock::now_us(),
             origin: Origin::other(
                 meta.target(),
                 meta.file().unwrap_or(""),

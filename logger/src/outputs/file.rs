@@ -54,7 +54,7 @@ impl FileOutput {
         };
         let now = match &clock {
             Some(c) => c.now_us(),
-            None => crate::record::now_us(),
+            None => crate::clock::now_us(),
         };
         // A file left from an earlier period rotates on the first write, so each
         // rotated file holds one period.
