@@ -5,13 +5,14 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use std::thread::{JoinHandle, Thread, ThreadId};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 
+use crate::callsite::{Callsite, GENERATION, MIN_LEVEL};
 use crate::filter::LevelSpec;
 use crate::format::{Format, FormatCtx};
 use crate::level::{Level, LevelFilter};
@@ -19,11 +20,6 @@ use crate::outputs::Output;
 use crate::queue::{Consumer, Producer};
 use crate::record::{Origin, Record, ToValue};
 
-/// Least level that can pass anywhere (`LevelFilter::as_u8`); 6 = off. This is the one
-/// atomic load a disabled call pays.
-pub(crate) static MIN_LEVEL: AtomicU8 = AtomicU8::new(6);
-/// Bumped on every filter change; call sites cache their answer against it.
-pub(crate) static GENERATION: AtomicU32 = AtomicU32::new(1);
 /// The installed logger. Never freed: a caller that loaded the pointer just before a
 /// shutdown may still use it, so retired cores are leaked (one per `init`).
 static CORE: AtomicPtr<Core> = AtomicPtr::new(std::ptr::null_mut());
@@ -747,119 +743,26 @@ pub fn handle() -> Option<Handle> {
 
 // ---------------------------------------------------------------- call sites
 
-/// Static data of one macro call site, with a cached filter answer.
-#[doc(hidden)]
-pub struct Callsite {
-    level: Level,
-    module: &'static str,
-    file: &'static str,
-    line: u32,
-    function: fn() -> &'static str,
-    /// `generation << 1 | enabled`; 0 = not computed.
-    interest: AtomicU32,
-    /// Whether this call site's format string can be filled in on the writer:
-    /// 0 = not yet known, 1 = yes, 2 = no.
-    deferrable: std::sync::atomic::AtomicU8,
-}
-
-impl fmt::Debug for Callsite {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Callsite")
-            .field("level", &self.level)
-            .field("module", &self.module)
-            .field("file", &self.file)
-            .field("line", &self.line)
-            .finish()
-    }
-}
-
+// `enabled` asks the installed logger, which sits above records and so above
+// `callsite`; its impl lives here so that `callsite` needs nothing from above.
 impl Callsite {
-    #[doc(hidden)]
-    pub const fn new(
-        level: Level,
-        module: &'static str,
-        file: &'static str,
-        line: u32,
-        function: fn() -> &'static str,
-    ) -> Self {
-        Callsite {
-            level,
-            module,
-            file,
-            line,
-            function,
-            interest: AtomicU32::new(0),
-            deferrable: std::sync::atomic::AtomicU8::new(0),
-        }
-    }
-
-    /// Module path.
-    pub fn module(&self) -> &'static str {
-        self.module
-    }
-
-    /// Source file.
-    pub fn file(&self) -> &'static str {
-        self.file
-    }
-
-    /// Source line.
-    pub fn line(&self) -> u32 {
-        self.line
-    }
-
-    /// Name of the enclosing function.
-    pub fn function(&self) -> &'static str {
-        crate::record::trim_function((self.function)())
-    }
-
     /// Per-module check, after the global level check passed: two relaxed loads
     /// while the filter is unchanged.
     #[inline]
     pub fn enabled(&'static self) -> bool {
         let generation = GENERATION.load(Ordering::Relaxed);
-        let v = self.interest.load(Ordering::Relaxed);
-        if v >> 1 == generation & (u32::MAX >> 1) {
-            return v & 1 == 1;
+        if let Some(enabled) = self.cached_interest(generation) {
+            return enabled;
         }
         self.refresh(generation)
     }
 
-    /// Whether `fmt` (this call site's format string, with `n` arguments) can be
-    /// filled in on the writer; parsed once per call site.
-    #[inline]
-    fn deferrable(&self, fmt: &str, n: usize) -> bool {
-        match self.deferrable.load(Ordering::Relaxed) {
-            1 => true,
-            2 => false,
-            _ => {
-                let ok = crate::record::simple_format(fmt, n);
-                self.deferrable
-                    .store(if ok { 1 } else { 2 }, Ordering::Relaxed);
-                ok
-            }
-        }
-    }
-
     #[cold]
     fn refresh(&self, generation: u32) -> bool {
-        let enabled = current().is_some_and(|c| c.enabled(self.module, self.level));
-        self.interest
-            .store((generation << 1) | enabled as u32, Ordering::Relaxed);
+        let enabled = current().is_some_and(|c| c.enabled(self.module(), self.level));
+        self.store_interest(generation, enabled);
         enabled
     }
-}
-
-/// The global level check done first by every macro: one relaxed atomic load.
-#[doc(hidden)]
-#[inline(always)]
-pub fn level_enabled(level: Level) -> bool {
-    level as u8 >= MIN_LEVEL.load(Ordering::Relaxed)
-}
-
-#[doc(hidden)]
-pub fn type_name_of<T>(_: T) -> &'static str {
-    std::any::type_name::<T>()
 }
 
 /// Builds the record at a macro call site and queues it.
@@ -885,7 +788,7 @@ pub fn log_deferred(
     args: &[crate::record::Arg<'_>],
     fields: &[(&'static str, &dyn ToValue)],
 ) -> bool {
-    if !cs.deferrable(fmt, args.len()) {
+    if !cs.deferrable(|| crate::record::simple_format(fmt, args.len())) {
         return false;
     }
     let Some(message) = crate::record::Message::deferred(fmt, args) else {

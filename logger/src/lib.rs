@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod builder;
+mod callsite;
 mod clock;
 pub mod config;
 mod core;
@@ -44,8 +45,9 @@ pub use crate::record::{Message, Origin, OtherOrigin, Record, ToValue, Value, di
 /// Items the macros (and the tests) use; not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::callsite::{Callsite, level_enabled, type_name_of};
     pub use crate::clock::uses_tsc;
-    pub use crate::core::{Callsite, level_enabled, log_callsite, log_deferred, type_name_of};
+    pub use crate::core::{log_callsite, log_deferred};
     pub use crate::record::{Arg, ArgAny, ArgExact, Wrap};
 }
 

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
+use crate::callsite::Callsite;
 use crate::level::Level;
 
 /// A string that is usually `'static` (captured at compile time) and owned otherwise.
@@ -37,7 +38,7 @@ pub struct Record {
 #[derive(Clone, Debug)]
 pub enum Origin {
     /// A macro call site: everything was captured at compile time.
-    Callsite(&'static crate::core::Callsite),
+    Callsite(&'static Callsite),
     /// Records from `log`, `tracing` or the panic hook.
     Other(Box<OtherOrigin>),
 }
@@ -108,16 +109,6 @@ impl Record {
             Origin::Other(o) => o.function.as_deref(),
         }
     }
-}
-
-/// `type_name` of the marker fn a macro defines inside the calling function, trimmed
-/// to that function's name.
-pub(crate) fn trim_function(raw: &str) -> &str {
-    let mut s = raw.strip_suffix("::__logger_fn").unwrap_or(raw);
-    while let Some(t) = s.strip_suffix("::{{closure}}") {
-        s = t;
-    }
-    s.rsplit("::").next().unwrap_or(s)
 }
 
 /// Bytes a message keeps inside the record before it needs the heap. Formatting into
@@ -629,6 +620,7 @@ pub(crate) fn current_thread() -> (u64, Option<&'static str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::callsite::trim_function;
 
     #[test]
     // The borrow is the point: the macros' `(&Wrap(&x))` picks `ArgExact` over `ArgAny`.
