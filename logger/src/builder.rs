@@ -10,17 +10,15 @@ use crate::config::{
     ConfigError, FormatKind, LoggerConfig, Mode, OutputConfig, OutputKind, parse_duration,
     parse_size,
 };
-use crate::core::{AsyncSettings, Core, Counters, Dispatch, LoggerGuard, Overflow, Slot};
+use crate::core::{AsyncSettings, Core, Dispatch, LoggerGuard, Overflow, Slot};
 use crate::filter::LevelSpec;
 use crate::format::{Format, FormatCtx, JsonFormat, PatternFormat, TimeZoneKind};
 use crate::level::LevelFilter;
-use crate::outputs::Output;
 use crate::outputs::console::{ConsoleOutput, Stream};
 use crate::outputs::file::FileOutput;
+use crate::outputs::{KafkaErrorCallback, Output};
 use crate::rotation::{Clock, RotationPolicy, Suffix};
-
-/// Callback for Kafka delivery errors: (output name, error text).
-pub type KafkaErrorCallback = Arc<dyn Fn(&str, &str) + Send + Sync>;
+use crate::stats::Counters;
 
 struct Custom {
     name: String,
@@ -173,7 +171,6 @@ impl Builder {
             ));
         }
         crate::clock::init();
-        let counters = Arc::new(Counters::default());
         let mut slots = Vec::new();
         let mut outputs = cfg.outputs.clone();
         if outputs.is_empty() && self.custom.is_empty() {
@@ -185,7 +182,6 @@ impl Builder {
                 oc,
                 cfg.timezone,
                 self.clocks.get(name).cloned(),
-                &counters,
                 self.kafka_error.clone(),
             )?);
         }
@@ -208,6 +204,9 @@ impl Builder {
         if cfg.log_facade {
             crate::facade::install()?;
         }
+        let counters = Arc::new(Counters::new(
+            slots.iter().filter_map(|s| s.output.stats()).collect(),
+        ));
         let dispatch = Dispatch::new(slots, counters.clone());
         let mut core = match cfg.mode {
             Mode::Sync => Core::new_sync(spec, dispatch, counters, cfg.exit_on_fatal),
@@ -238,7 +237,6 @@ fn build_slot(
     oc: &OutputConfig,
     default_tz: TimeZoneKind,
     clock: Option<Arc<dyn Clock>>,
-    counters: &Arc<Counters>,
     kafka_error: Option<KafkaErrorCallback>,
 ) -> Result<Slot, ConfigError> {
     let key = |k: &str| format!("outputs.{name}.{k}");
@@ -337,7 +335,7 @@ fn build_slot(
                 })?,
             )
         }
-        OutputKind::Kafka => build_kafka(name, oc, counters, kafka_error)?,
+        OutputKind::Kafka => build_kafka(name, oc, kafka_error)?,
     };
     Ok(Slot {
         name: name.to_string(),
@@ -404,7 +402,6 @@ fn rotation_policy(
 fn build_kafka(
     name: &str,
     oc: &OutputConfig,
-    counters: &Arc<Counters>,
     on_error: Option<KafkaErrorCallback>,
 ) -> Result<Box<dyn Output>, ConfigError> {
     let key = |k: &str| format!("outputs.{name}.{k}");
@@ -439,7 +436,18 @@ fn build_kafka(
         spill_path: spill,
         properties: oc.properties.clone(),
     };
-    let out = crate::outputs::kafka::KafkaOutput::new(settings, counters.clone(), on_error)?;
+    use crate::outputs::kafka::{KafkaOutput, KafkaOutputError};
+    let out = KafkaOutput::new(settings, on_error).map_err(|e| match e {
+        KafkaOutputError::Producer(e) => ConfigError::Kafka {
+            output: name.to_string(),
+            reason: e.to_string(),
+        },
+        KafkaOutputError::Spill { path, source } => ConfigError::Open {
+            output: name.to_string(),
+            path,
+            source,
+        },
+    })?;
     Ok(Box::new(out))
 }
 
@@ -447,7 +455,6 @@ fn build_kafka(
 fn build_kafka(
     name: &str,
     _oc: &OutputConfig,
-    _counters: &Arc<Counters>,
     _on_error: Option<KafkaErrorCallback>,
 ) -> Result<Box<dyn Output>, ConfigError> {
     Err(ConfigError::invalid(

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 use std::thread::{JoinHandle, Thread, ThreadId};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use crate::level::{Level, LevelFilter};
 use crate::outputs::Output;
 use crate::queue::{Consumer, Producer};
 use crate::record::{Origin, Record, ToValue};
+use crate::stats::{Counters, Stats};
 
 /// The installed logger. Never freed: a caller that loaded the pointer just before a
 /// shutdown may still use it, so retired cores are leaked (one per `init`).
@@ -33,58 +34,6 @@ pub enum Overflow {
     Block,
     /// Drop the record and count it ([`Stats::dropped`]).
     Drop,
-}
-
-/// Counters, readable through [`Handle::stats`].
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub(crate) dropped: AtomicU64,
-    pub(crate) write_errors: AtomicU64,
-    pub(crate) written: AtomicU64,
-    pub(crate) kafka_delivered: AtomicU64,
-    pub(crate) kafka_delivery_errors: AtomicU64,
-    pub(crate) kafka_dropped: AtomicU64,
-    pub(crate) kafka_spilled: AtomicU64,
-    pub(crate) kafka_producer_replaced: AtomicU64,
-}
-
-/// A snapshot of the counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Records dropped because the queue was full (drop mode).
-    pub dropped: u64,
-    /// Writes that failed in an output (each is also reported to stderr, once per output
-    /// until it recovers).
-    pub write_errors: u64,
-    /// Records handed to the outputs by the writer.
-    pub written: u64,
-    /// Kafka messages the broker acknowledged.
-    pub kafka_delivered: u64,
-    /// Kafka messages that failed for good (after librdkafka's retries).
-    pub kafka_delivery_errors: u64,
-    /// Kafka records dropped because the producer buffer was full (drop policy).
-    pub kafka_dropped: u64,
-    /// Kafka records written to the fallback file instead (spill policy).
-    pub kafka_spilled: u64,
-    /// Kafka producers replaced after a fatal error (the idempotent producer gave up; the
-    /// messages it still held count in `kafka_delivery_errors`).
-    pub kafka_producer_replaced: u64,
-}
-
-impl Counters {
-    fn snapshot(&self) -> Stats {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Stats {
-            dropped: l(&self.dropped),
-            write_errors: l(&self.write_errors),
-            written: l(&self.written),
-            kafka_delivered: l(&self.kafka_delivered),
-            kafka_delivery_errors: l(&self.kafka_delivery_errors),
-            kafka_dropped: l(&self.kafka_dropped),
-            kafka_spilled: l(&self.kafka_spilled),
-            kafka_producer_replaced: l(&self.kafka_producer_replaced),
-        }
-    }
 }
 
 /// One output with its own level, format and scratch buffer.

@@ -30,17 +30,19 @@ pub mod outputs;
 mod queue;
 pub mod record;
 pub mod rotation;
+mod stats;
 #[cfg(feature = "tracing")]
 pub mod tracing_layer;
 
-pub use crate::builder::{Builder, KafkaErrorCallback, init_from_file};
+pub use crate::builder::{Builder, init_from_file};
 pub use crate::config::{ConfigError, ConfigFormat, LoggerConfig, Mode, OutputConfig, OutputKind};
-pub use crate::core::{Handle, LoggerGuard, Overflow, Stats, handle};
+pub use crate::core::{Handle, LoggerGuard, Overflow, handle};
 pub use crate::filter::LevelSpec;
 pub use crate::format::{Format, FormatCtx, TimeZoneKind};
 pub use crate::level::{Level, LevelFilter};
-pub use crate::outputs::Output;
+pub use crate::outputs::{KafkaErrorCallback, Output};
 pub use crate::record::{Message, Origin, OtherOrigin, Record, ToValue, Value, display};
+pub use crate::stats::Stats;
 
 /// Items the macros (and the tests) use; not part of the API.
 #[doc(hidden)]

@@ -17,7 +17,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -25,10 +24,7 @@ use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use crate::builder::KafkaErrorCallback;
-use crate::config::ConfigError;
-use crate::core::Counters;
-use crate::outputs::Output;
+use crate::outputs::{KafkaErrorCallback, Output, OutputCounter, OutputCounters};
 use crate::record::Record;
 
 /// How long `close` waits for buffered messages at shutdown.
@@ -53,9 +49,25 @@ pub struct KafkaSettings {
     pub properties: BTreeMap<String, String>,
 }
 
+/// Why a Kafka output cannot be made; the builder names the output and the key.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KafkaOutputError {
+    /// librdkafka refused the settings.
+    #[error("cannot create Kafka producer: {0}")]
+    Producer(#[source] KafkaError),
+    /// The spill file (or its directory) cannot be opened.
+    #[error("cannot open spill file {path}: {source}")]
+    Spill {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
 struct Ctx {
     name: String,
-    counters: Arc<Counters>,
+    counters: Arc<OutputCounters>,
     on_error: Option<KafkaErrorCallback>,
 }
 
@@ -65,15 +77,9 @@ impl ProducerContext for Ctx {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
         match result {
-            Ok(_) => {
-                self.counters
-                    .kafka_delivered
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(_) => self.counters.add(OutputCounter::Delivered),
             Err((e, _)) => {
-                self.counters
-                    .kafka_delivery_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.add(OutputCounter::DeliveryErrors);
                 if let Some(cb) = &self.on_error {
                     cb(&self.name, &e.to_string());
                 }
@@ -86,7 +92,7 @@ impl ProducerContext for Ctx {
 pub struct KafkaOutput {
     settings: KafkaSettings,
     producer: ThreadedProducer<Ctx>,
-    counters: Arc<Counters>,
+    counters: Arc<OutputCounters>,
     on_error: Option<KafkaErrorCallback>,
     spill: Option<File>,
 }
@@ -94,9 +100,9 @@ pub struct KafkaOutput {
 /// A producer for `settings`; it connects in the background.
 fn producer(
     settings: &KafkaSettings,
-    counters: &Arc<Counters>,
+    counters: &Arc<OutputCounters>,
     on_error: &Option<KafkaErrorCallback>,
-) -> Result<ThreadedProducer<Ctx>, ConfigError> {
+) -> Result<ThreadedProducer<Ctx>, KafkaError> {
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &settings.brokers)
         .set(
@@ -118,10 +124,7 @@ fn producer(
         counters: counters.clone(),
         on_error: on_error.clone(),
     };
-    cc.create_with_context(ctx).map_err(|e| ConfigError::Kafka {
-        output: settings.name.clone(),
-        reason: e.to_string(),
-    })
+    cc.create_with_context(ctx)
 }
 
 impl KafkaOutput {
@@ -129,30 +132,23 @@ impl KafkaOutput {
     /// now is not an error.
     pub(crate) fn new(
         settings: KafkaSettings,
-        counters: Arc<Counters>,
         on_error: Option<KafkaErrorCallback>,
-    ) -> Result<Self, ConfigError> {
-        let producer = producer(&settings, &counters, &on_error)?;
+    ) -> Result<Self, KafkaOutputError> {
+        let counters = Arc::new(OutputCounters::default());
+        let producer =
+            producer(&settings, &counters, &on_error).map_err(KafkaOutputError::Producer)?;
         let spill = match &settings.spill_path {
             Some(p) => {
-                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|source| ConfigError::Open {
-                        output: settings.name.clone(),
-                        path: p.clone(),
-                        source,
-                    })?;
-                }
-                Some(
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(p)
-                        .map_err(|source| ConfigError::Open {
-                            output: settings.name.clone(),
-                            path: p.clone(),
-                            source,
-                        })?,
-                )
+                let open = || {
+                    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    OpenOptions::new().create(true).append(true).open(p)
+                };
+                Some(open().map_err(|source| KafkaOutputError::Spill {
+                    path: p.clone(),
+                    source,
+                })?)
             }
             None => None,
         };
@@ -187,9 +183,7 @@ impl KafkaOutput {
         self.producer
             .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
         self.producer = fresh;
-        self.counters
-            .kafka_producer_replaced
-            .fetch_add(1, Ordering::Relaxed);
+        self.counters.add(OutputCounter::Replaced);
         if let Some(cb) = &self.on_error {
             cb(
                 &self.settings.name,
@@ -220,11 +214,9 @@ impl Output for KafkaOutput {
                 match &mut self.spill {
                     Some(f) => {
                         f.write_all(line)?;
-                        self.counters.kafka_spilled.fetch_add(1, Ordering::Relaxed);
+                        self.counters.add(OutputCounter::Spilled);
                     }
-                    None => {
-                        self.counters.kafka_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
+                    None => self.counters.add(OutputCounter::Dropped),
                 }
                 Ok(())
             }
@@ -254,5 +246,9 @@ impl Output for KafkaOutput {
             "kafka {} topic {}",
             self.settings.brokers, self.settings.topic
         )
+    }
+
+    fn stats(&self) -> Option<Arc<OutputCounters>> {
+        Some(Arc::clone(&self.counters))
     }
 }

@@ -7,8 +7,13 @@ pub mod file;
 pub mod kafka;
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::record::Record;
+
+/// Callback for Kafka delivery errors: (output name, error text).
+pub type KafkaErrorCallback = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// A destination for formatted lines.
 ///
@@ -46,4 +51,81 @@ pub trait Output: Send {
 
     /// A short description for error reports (`file /var/log/app.log`).
     fn describe(&self) -> String;
+
+    /// The counters this output keeps itself, if any; asked once when the logger is
+    /// built. They are shared because they are read from other threads while the
+    /// output runs on the writer (and, for Kafka, counted on librdkafka's thread).
+    fn stats(&self) -> Option<Arc<OutputCounters>> {
+        None
+    }
+}
+
+/// What an output counts beyond write errors (the writer counts those for every
+/// output). Outputs that hand records on to a remote destination use them; the logger
+/// adds up every output's counters in [`Stats`](crate::Stats).
+#[derive(Debug, Default)]
+pub struct OutputCounters([AtomicU64; 5]);
+
+/// One of the [`OutputCounters`]; each is the field of the same name in [`OutputStats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputCounter {
+    /// See [`OutputStats::delivered`].
+    Delivered,
+    /// See [`OutputStats::delivery_errors`].
+    DeliveryErrors,
+    /// See [`OutputStats::dropped`].
+    Dropped,
+    /// See [`OutputStats::spilled`].
+    Spilled,
+    /// See [`OutputStats::replaced`].
+    Replaced,
+}
+
+/// A snapshot of [`OutputCounters`], or their sum over outputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputStats {
+    /// Messages the destination acknowledged.
+    pub delivered: u64,
+    /// Messages that failed for good, after the output's own retries.
+    pub delivery_errors: u64,
+    /// Records dropped because the output's own buffer was full.
+    pub dropped: u64,
+    /// Records written to a fallback file instead.
+    pub spilled: u64,
+    /// Clients replaced after a fatal error.
+    pub replaced: u64,
+}
+
+impl OutputCounters {
+    /// Counts one more.
+    #[inline]
+    pub fn add(&self, counter: OutputCounter) {
+        self.0[counter as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> OutputStats {
+        let l = |c: OutputCounter| self.0[c as usize].load(Ordering::Relaxed);
+        OutputStats {
+            delivered: l(OutputCounter::Delivered),
+            delivery_errors: l(OutputCounter::DeliveryErrors),
+            dropped: l(OutputCounter::Dropped),
+            spilled: l(OutputCounter::Spilled),
+            replaced: l(OutputCounter::Replaced),
+        }
+    }
+}
+
+impl std::ops::Add for OutputStats {
+    type Output = OutputStats;
+
+    fn add(self, o: OutputStats) -> OutputStats {
+        OutputStats {
+            delivered: self.delivered + o.delivered,
+            delivery_errors: self.delivery_errors + o.delivery_errors,
+            dropped: self.dropped + o.dropped,
+            spilled: self.spilled + o.spilled,
+            replaced: self.replaced + o.replaced,
+        }
+    }
 }

@@ -1,0 +1,69 @@
+//! The logger's counters: the writer's own and the sum of every output's, so that
+//! [`Handle::stats`](crate::Handle::stats) needs to know no output by name.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::outputs::{OutputCounters, OutputStats};
+
+/// Counters, readable through [`Handle::stats`](crate::Handle::stats).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) dropped: AtomicU64,
+    pub(crate) write_errors: AtomicU64,
+    pub(crate) written: AtomicU64,
+    /// Those of the outputs that keep their own ([`Output::stats`](crate::Output::stats)).
+    outputs: Vec<Arc<OutputCounters>>,
+}
+
+/// A snapshot of the counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records dropped because the queue was full (drop mode).
+    pub dropped: u64,
+    /// Writes that failed in an output (each is also reported to stderr, once per output
+    /// until it recovers).
+    pub write_errors: u64,
+    /// Records handed to the outputs by the writer.
+    pub written: u64,
+    /// Kafka messages the broker acknowledged.
+    pub kafka_delivered: u64,
+    /// Kafka messages that failed for good (after librdkafka's retries).
+    pub kafka_delivery_errors: u64,
+    /// Kafka records dropped because the producer buffer was full (drop policy).
+    pub kafka_dropped: u64,
+    /// Kafka records written to the fallback file instead (spill policy).
+    pub kafka_spilled: u64,
+    /// Kafka producers replaced after a fatal error (the idempotent producer gave up; the
+    /// messages it still held count in `kafka_delivery_errors`).
+    pub kafka_producer_replaced: u64,
+}
+
+impl Counters {
+    pub(crate) fn new(outputs: Vec<Arc<OutputCounters>>) -> Self {
+        Counters {
+            outputs,
+            ..Counters::default()
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Kafka is the only built-in output that keeps these counters; the `kafka_`
+        // names are those `Stats` has always had.
+        let outputs = self
+            .outputs
+            .iter()
+            .fold(OutputStats::default(), |sum, c| sum + c.snapshot());
+        Stats {
+            dropped: l(&self.dropped),
+            write_errors: l(&self.write_errors),
+            written: l(&self.written),
+            kafka_delivered: outputs.delivered,
+            kafka_delivery_errors: outputs.delivery_errors,
+            kafka_dropped: outputs.dropped,
+            kafka_spilled: outputs.spilled,
+            kafka_producer_replaced: outputs.replaced,
+        }
+    }
+}
