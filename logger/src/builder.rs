@@ -10,15 +10,18 @@ use crate::config::{
     ConfigError, FormatKind, LoggerConfig, Mode, OutputConfig, OutputKind, parse_duration,
     parse_size,
 };
-use crate::core::{AsyncSettings, Core, Dispatch, LoggerGuard, Overflow, Slot};
+use crate::dispatch::{Dispatch, Slot};
 use crate::filter::LevelSpec;
 use crate::format::{Format, FormatCtx, JsonFormat, PatternFormat, TimeZoneKind};
+use crate::global::Core;
+use crate::handle::LoggerGuard;
 use crate::level::LevelFilter;
 use crate::outputs::console::{ConsoleOutput, Stream};
 use crate::outputs::file::FileOutput;
 use crate::outputs::{KafkaErrorCallback, Output};
 use crate::rotation::{Clock, RotationPolicy, Suffix};
 use crate::stats::Counters;
+use crate::writer::{AsyncSettings, Overflow, Writer};
 
 struct Custom {
     name: String,
@@ -198,7 +201,7 @@ impl Builder {
                 needs_text: true,
             });
         }
-        if crate::core::current().is_some() {
+        if crate::global::current().is_some() {
             return Err(ConfigError::AlreadyInstalled);
         }
         if cfg.log_facade {
@@ -208,13 +211,11 @@ impl Builder {
             slots.iter().filter_map(|s| s.output.stats()).collect(),
         ));
         let dispatch = Dispatch::new(slots, counters.clone());
-        let mut core = match cfg.mode {
-            Mode::Sync => Core::new_sync(spec, dispatch, counters, cfg.exit_on_fatal),
-            Mode::Async => Core::new_async(
-                spec,
+        let levels = dispatch.levels();
+        let writer = match cfg.mode {
+            Mode::Sync => Writer::sync(dispatch),
+            Mode::Async => Writer::spawn(
                 dispatch,
-                counters,
-                cfg.exit_on_fatal,
                 AsyncSettings {
                     capacity: cfg.queue_capacity,
                     overflow: cfg.overflow,
@@ -223,10 +224,11 @@ impl Builder {
             )
             .map_err(ConfigError::Thread)?,
         };
+        let mut core = Core::new(spec, levels, writer, counters, cfg.exit_on_fatal);
         core.capture_panics = cfg.capture_panics;
-        let core = crate::core::install(core).map_err(|_| ConfigError::AlreadyInstalled)?;
+        let core = crate::global::install(core).map_err(|_| ConfigError::AlreadyInstalled)?;
         if cfg.capture_panics {
-            crate::core::install_panic_hook();
+            crate::panic::install_panic_hook();
         }
         Ok(LoggerGuard::new(core))
     }

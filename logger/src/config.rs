@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::core::Overflow;
 use crate::format::TimeZoneKind;
 use crate::outputs::console::{ColorMode, Stream};
 use crate::rotation::Suffix;
+use crate::writer::Overflow;
 
 /// Everything that can go wrong while configuring the logger.
 #[derive(Debug, thiserror::Error)]

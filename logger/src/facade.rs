@@ -62,19 +62,19 @@ impl<'kvs> log::kv::VisitSource<'kvs> for Collect {
 
 impl log::Log for Facade {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        crate::core::enabled_for(metadata.target(), metadata.level().into())
+        crate::emit::enabled_for(metadata.target(), metadata.level().into())
     }
 
     fn log(&self, record: &log::Record<'_>) {
         let level: Level = record.level().into();
-        if !crate::core::enabled_for(record.target(), level) {
+        if !crate::emit::enabled_for(record.target(), level) {
             return;
         }
         let message = crate::record::Message::format(*record.args());
         let mut kv = Collect(Vec::new());
         let _ = record.key_values().visit(&mut kv);
         let (thread_id, thread_name) = crate::record::current_thread();
-        crate::core::submit(Record {
+        crate::emit::submit(Record {
             level,
             time_us: crate::clock::now_us(),
             origin: Origin::Other(Box::new(OtherOrigin {
@@ -95,7 +95,7 @@ impl log::Log for Facade {
     }
 
     fn flush(&self) {
-        if let Some(h) = crate::core::handle() {
+        if let Some(h) = crate::handle::handle() {
             h.flush();
         }
     }

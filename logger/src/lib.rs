@@ -11,9 +11,10 @@
 //! log::info!("the `log` facade works too");
 //! ```
 //!
-//! The hot path (macro -> [`Record`] -> queue) lives in `core`; formats (`format`) and
-//! outputs (`outputs`) only see records on the writer side, so adding an output never
-//! touches the hot path. A disabled call costs one relaxed atomic load.
+//! The hot path (macro -> [`Record`] -> queue) lives in `callsite` and `emit`; the
+//! writer side (`writer`, `dispatch`) hands records to formats (`format`) and outputs
+//! (`outputs`), so adding an output never touches the hot path. A disabled call costs
+//! one relaxed atomic load.
 
 #![warn(missing_docs)]
 
@@ -21,35 +22,41 @@ mod builder;
 mod callsite;
 mod clock;
 pub mod config;
-mod core;
+mod dispatch;
+mod emit;
 mod facade;
 pub mod filter;
 pub mod format;
+mod global;
+mod handle;
 pub mod level;
 pub mod outputs;
+mod panic;
 mod queue;
 pub mod record;
 pub mod rotation;
 mod stats;
 #[cfg(feature = "tracing")]
 pub mod tracing_layer;
+mod writer;
 
 pub use crate::builder::{Builder, init_from_file};
 pub use crate::config::{ConfigError, ConfigFormat, LoggerConfig, Mode, OutputConfig, OutputKind};
-pub use crate::core::{Handle, LoggerGuard, Overflow, handle};
 pub use crate::filter::LevelSpec;
 pub use crate::format::{Format, FormatCtx, TimeZoneKind};
+pub use crate::handle::{Handle, LoggerGuard, handle};
 pub use crate::level::{Level, LevelFilter};
 pub use crate::outputs::{KafkaErrorCallback, Output};
 pub use crate::record::{Message, Origin, OtherOrigin, Record, ToValue, Value, display};
 pub use crate::stats::Stats;
+pub use crate::writer::Overflow;
 
 /// Items the macros (and the tests) use; not part of the API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::callsite::{Callsite, level_enabled, type_name_of};
     pub use crate::clock::uses_tsc;
-    pub use crate::core::{log_callsite, log_deferred};
+    pub use crate::emit::{log_callsite, log_deferred};
     pub use crate::record::{Arg, ArgAny, ArgExact, Wrap};
 }
 

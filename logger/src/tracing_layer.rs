@@ -83,19 +83,19 @@ impl Visit for Fields {
 
 impl<S: Subscriber> Layer<S> for LoggerLayer {
     fn enabled(&self, metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        crate::core::enabled_for(metadata.target(), level_of(metadata.level()))
+        crate::emit::enabled_for(metadata.target(), level_of(metadata.level()))
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let meta = event.metadata();
         let level = level_of(meta.level());
-        if !crate::core::enabled_for(meta.target(), level) {
+        if !crate::emit::enabled_for(meta.target(), level) {
             return;
         }
         let mut v = Fields::default();
         event.record(&mut v);
         let (thread_id, thread_name) = crate::record::current_thread();
-        crate::core::submit(Record {
+        crate::emit::submit(Record {
             level,
             time_us: crate::clock::now_us(),
             origin: Origin::other(
