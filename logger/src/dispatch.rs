@@ -113,12 +113,7 @@ impl Dispatch {
     }
 
     pub(crate) fn flush(&mut self) {
-        self.publish();
-        for slot in &mut self.slots {
-            let res = slot.output.flush();
-            report(slot, res, &self.counters);
-            end_flush_cycle(slot);
-        }
+        self.end_cycle(|o| o.flush());
     }
 
     pub(crate) fn tick(&mut self) {
@@ -129,9 +124,15 @@ impl Dispatch {
     }
 
     pub(crate) fn close(&mut self) {
+        self.end_cycle(|o| o.close());
+    }
+
+    /// Flushing and closing both push out what is buffered, so either one ends a flush
+    /// cycle (see [`end_flush_cycle`]).
+    fn end_cycle(&mut self, op: impl Fn(&mut dyn Output) -> io::Result<()>) {
         self.publish();
         for slot in &mut self.slots {
-            let res = slot.output.close();
+            let res = op(slot.output.as_mut());
             report(slot, res, &self.counters);
             end_flush_cycle(slot);
         }
