@@ -28,7 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::sources::file::identity::FileIdentity;
+use crate::identity::FileIdentity;
 
 /// Name of the checkpoint file inside `data_dir`.
 pub const CHECKPOINT_FILE: &str = "checkpoints.json";

@@ -4,9 +4,9 @@
 //! [`config`] the local config file; [`collect_config`] the etcd JSON schema and path
 //! policy (also used by `etcd-put`); [`sources::etcd_watch`] read + watch of the key;
 //! [`sources::file`] glob discovery, [`sources::file::tailer`] reading and rotation,
-//! [`sources::file::identity`] file fingerprints, [`sources::file::events`] inotify
-//! wake-ups, [`sources::file::multiline`] event joining; [`encode`] the Kafka message;
-//! [`sinks::kafka`] the producer; [`checkpoint`] offsets that survive a crash;
+//! [`sources::file::events`] inotify wake-ups, [`sources::file::multiline`] event joining;
+//! [`identity`] which file is which (used by the tailer and the checkpoints); [`encode`] the
+//! Kafka message; [`sinks::kafka`] the producer; [`checkpoint`] offsets that survive a crash;
 //! [`supervisor`] config diffs; [`metrics`]; [`catch_up`] progress of a long backlog in the
 //! log; [`agent`] the wiring.
 
@@ -16,6 +16,7 @@ pub mod checkpoint;
 pub mod collect_config;
 pub mod config;
 pub mod encode;
+pub mod identity;
 pub mod metrics;
 pub mod sinks;
 pub mod sources;

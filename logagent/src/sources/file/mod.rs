@@ -4,7 +4,6 @@
 
 pub mod chunks;
 pub mod events;
-pub mod identity;
 pub mod lines;
 pub mod multiline;
 pub mod tailer;

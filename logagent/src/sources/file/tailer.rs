@@ -24,12 +24,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::chunks::{Batch, ChunkLease, ChunkPool};
 use super::events::FileEvents;
-use super::identity::{FINGERPRINT_BYTES, FileIdentity};
 use super::lines::{Line, LineSplitter};
 use super::multiline::MultilineJoiner;
 use crate::checkpoint::{Checkpoint, CheckpointStore, Claim, FileProgress};
 use crate::collect_config::{AllowedPaths, CollectEntry, Multiline};
 use crate::encode::FileEncoder;
+use crate::identity::{FINGERPRINT_BYTES, FileIdentity};
 use crate::metrics::Metrics;
 use crate::sinks::{AckToken, Held, InFlightLimit, SendError, Sink};
 
