@@ -15,10 +15,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::atomic_file;
 use crate::catch_up::{CatchUp, DeliveryStall};
-use crate::checkpoint::{
-    CheckpointError, CheckpointStore, WriteSpell, WriteSpellReport, write_atomically,
-};
+use crate::checkpoint::{CheckpointError, CheckpointStore, WriteSpell, WriteSpellReport};
 use crate::collect_config::{self, AllowedPaths, CollectConfig, CollectConfigError};
 use crate::config::LocalConfig;
 use crate::metrics::Metrics;
@@ -376,7 +375,7 @@ impl State {
             config,
         };
         if let Ok(bytes) = serde_json::to_vec_pretty(&cached)
-            && let Err(e) = write_atomically(&self.data_dir.join(CACHED_CONFIG_FILE), &bytes)
+            && let Err(e) = atomic_file::write(&self.data_dir.join(CACHED_CONFIG_FILE), &bytes)
         {
             log::warn!("cannot cache the collect config: {e}");
         }

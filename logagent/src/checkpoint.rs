@@ -11,7 +11,7 @@
 //! `offset` is the byte after the last line Kafka acknowledged such that every earlier line
 //! of that file was acknowledged too; a restart resumes there, so a crash re-sends at most
 //! the lines acknowledged since the last write (at-least-once). The file is written
-//! atomically: a temp file in the same directory, `fsync`, `rename`, `fsync` of the directory.
+//! atomically ([`crate::atomic_file`]).
 //!
 //! Per file the producer acknowledges lines out of order (retries, several partitions in
 //! flight), so [`FileProgress`] keeps the unacknowledged lines in send order and advances the
@@ -19,7 +19,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_file::{self, AtomicWriteError};
 use crate::identity::FileIdentity;
 
 /// Name of the checkpoint file inside `data_dir`.
@@ -62,6 +62,16 @@ pub enum CheckpointError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl From<AtomicWriteError> for CheckpointError {
+    fn from(e: AtomicWriteError) -> Self {
+        CheckpointError::Io {
+            path: e.path,
+            action: e.action,
+            source: e.source,
+        }
+    }
 }
 
 /// Which file for which topic: the same file collected into two topics has two checkpoints.
@@ -157,33 +167,8 @@ impl CheckpointFile {
             path: self.path.clone(),
             source,
         })?;
-        write_atomically(&self.path, &bytes)
+        Ok(atomic_file::write(&self.path, &bytes)?)
     }
-}
-
-/// temp file + fsync + rename + fsync(dir): after a crash the file is either the old or the
-/// new version, never a torn mix.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let io = |action: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| CheckpointError::Io {
-            path: p,
-            action,
-            source,
-        }
-    };
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = File::create(&tmp).map_err(io("create temp file", &tmp))?;
-        f.write_all(bytes).map_err(io("write temp file", &tmp))?;
-        f.sync_all().map_err(io("fsync temp file", &tmp))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io("rename temp file over", path))?;
-    if let Some(dir) = path.parent() {
-        let d = File::open(dir).map_err(io("open directory", dir))?;
-        d.sync_all().map_err(io("fsync directory", dir))?;
-    }
-    Ok(())
 }
 
 fn now_secs() -> i64 {

@@ -7,10 +7,12 @@
 //! [`sources::file::events`] inotify wake-ups, [`sources::file::multiline`] event joining;
 //! [`identity`] which file is which (used by the tailer and the checkpoints); [`encode`] the
 //! Kafka message; [`sinks::kafka`] the producer; [`checkpoint`] offsets that survive a crash;
+//! [`atomic_file`] crash-safe file replacement (checkpoints, cached config);
 //! [`supervisor`] config diffs; [`metrics`]; [`catch_up`] progress of a long backlog in the
 //! log; [`agent`] the wiring.
 
 pub mod agent;
+pub mod atomic_file;
 pub mod catch_up;
 pub mod checkpoint;
 pub mod collect_config;
