@@ -20,9 +20,10 @@ use crate::catch_up::{CatchUp, DeliveryStall};
 use crate::checkpoint::{CheckpointError, CheckpointStore, WriteSpell, WriteSpellReport};
 use crate::collect_config::{self, AllowedPaths, CollectConfig, CollectConfigError};
 use crate::config::LocalConfig;
+use crate::in_flight::InFlightLimit;
 use crate::metrics::Metrics;
 use crate::sinks::kafka::KafkaSink;
-use crate::sinks::{InFlightLimit, Sink, SinkError};
+use crate::sinks::{Sink, SinkError};
 use crate::sources::etcd_watch::{ConfigUpdate, EtcdWatch};
 use crate::sources::file::chunks::ChunkPool;
 use crate::sources::file::events::FileEvents;
@@ -194,7 +195,7 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         &config.kafka.brokers(),
         &config.kafka.compression,
         config.kafka.linger_ms,
-        limit.clone(),
+        &limit,
         Arc::clone(&metrics),
     )?);
     let host = config.agent.host_name();

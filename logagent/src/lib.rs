@@ -6,11 +6,14 @@
 //! [`sources::file`] glob discovery, [`sources::file::tailer`] reading and rotation,
 //! [`sources::file::events`] inotify wake-ups, [`sources::file::multiline`] event joining;
 //! [`identity`] which file is which (used by the tailer and the checkpoints); [`encode`] the
-//! Kafka message; [`sinks::kafka`] the producer; [`checkpoint`] offsets that survive a crash;
+//! Kafka message; [`sinks::kafka`] the producer; [`ack`] the settle-once acknowledgement of
+//! one line; [`in_flight`] the bound on lines read and not yet acknowledged; [`checkpoint`]
+//! offsets that survive a crash;
 //! [`atomic_file`] crash-safe file replacement (checkpoints, cached config);
 //! [`supervisor`] config diffs; [`metrics`]; [`catch_up`] progress of a long backlog in the
 //! log; [`agent`] the wiring.
 
+pub mod ack;
 pub mod agent;
 pub mod atomic_file;
 pub mod catch_up;
@@ -19,6 +22,7 @@ pub mod collect_config;
 pub mod config;
 pub mod encode;
 pub mod identity;
+pub mod in_flight;
 pub mod metrics;
 pub mod sinks;
 pub mod sources;

@@ -25,7 +25,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use super::{AckToken, InFlightLimit, SendError, Sink, SinkError};
+use super::{SendError, Sink, SinkError};
+use crate::ack::AckToken;
+use crate::in_flight::InFlightLimit;
 use crate::metrics::Metrics;
 
 /// A failed message waiting to be produced again.
@@ -40,7 +42,6 @@ struct Retry {
 /// Delivery callbacks, on librdkafka's polling thread.
 pub struct AckContext {
     metrics: Arc<Metrics>,
-    limit: InFlightLimit,
     retries: parking_lot::Mutex<mpsc::Sender<Retry>>,
     /// Set when librdkafka reports a fatal error: failed deliveries are then left
     /// unacknowledged instead of produced again (which cannot succeed).
@@ -62,13 +63,9 @@ impl ProducerContext for AckContext {
     fn delivery(&self, result: &DeliveryResult<'_>, token: Box<AckToken>) {
         match result {
             Ok(msg) => {
-                token.progress.ack(token.seq);
+                (*token).ack();
                 self.metrics.lines_sent.inc();
                 self.metrics.bytes_sent.inc_by(msg.payload_len() as u64);
-                self.limit.release(super::Held {
-                    lines: 1,
-                    bytes: token.charged,
-                });
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), msg)) => {
                 // The broker will refuse this message however often it is sent; retrying
@@ -81,15 +78,12 @@ impl ProducerContext for AckContext {
                     msg.payload_len(),
                     msg.topic()
                 );
-                token.progress.ack(token.seq);
-                self.limit.release(super::Held {
-                    lines: 1,
-                    bytes: token.charged,
-                });
+                (*token).ack();
             }
             Err(_) if self.broken.load(Ordering::Relaxed) => {
-                // Dropped unacknowledged: the checkpoint stays before this line, and the
-                // agent, stopping because of the fatal error, re-sends it after a restart.
+                // Dropped unacknowledged (its permit returns): the checkpoint stays before
+                // this line, and the agent, stopping because of the fatal error, re-sends it
+                // after a restart.
                 self.metrics.lines_failed.inc();
             }
             Err((err, msg)) => {
@@ -130,7 +124,7 @@ impl KafkaSink {
         brokers: &str,
         compression: &str,
         linger_ms: u64,
-        limit: InFlightLimit,
+        limit: &InFlightLimit,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SinkError> {
         let mut config: ClientConfig = service_kit::kafka::producer_config(brokers);
@@ -155,7 +149,6 @@ impl KafkaSink {
         let (tx, rx) = mpsc::channel::<Retry>();
         let context = AckContext {
             metrics,
-            limit,
             retries: parking_lot::Mutex::new(tx),
             broken: AtomicBool::new(false),
         };

@@ -26,12 +26,14 @@ use super::chunks::{Batch, ChunkLease, ChunkPool};
 use super::events::FileEvents;
 use super::lines::{Line, LineSplitter};
 use super::multiline::MultilineJoiner;
-use crate::checkpoint::{Checkpoint, CheckpointStore, Claim, FileProgress};
+use crate::ack::{AckToken, FileAcks};
+use crate::checkpoint::{Checkpoint, CheckpointStore, Claim};
 use crate::collect_config::{AllowedPaths, CollectEntry, Multiline};
 use crate::encode::FileEncoder;
 use crate::identity::{FINGERPRINT_BYTES, FileIdentity};
+use crate::in_flight::{Held, InFlightLimit};
 use crate::metrics::Metrics;
-use crate::sinks::{AckToken, Held, InFlightLimit, SendError, Sink};
+use crate::sinks::{SendError, Sink};
 
 /// Tailing knobs, from `[agent]`.
 #[derive(Debug, Clone)]
@@ -82,7 +84,8 @@ pub enum TailEnd {
 struct Open {
     file: File,
     identity: FileIdentity,
-    progress: Arc<FileProgress>,
+    /// The file's progress, and where its lines' acknowledgements settle.
+    acks: Arc<FileAcks>,
     splitter: LineSplitter,
     /// Joins multi-line events, when the entry asks for it.
     joiner: Option<MultilineJoiner>,
@@ -295,7 +298,7 @@ impl Tailer {
         let current = Open {
             file,
             identity,
-            progress,
+            acks: FileAcks::new(progress, self.ctx.limit.clone()),
             splitter: LineSplitter::new(offset, self.ctx.settings.max_line_bytes),
             joiner: self.joiner(),
         };
@@ -332,7 +335,7 @@ impl Tailer {
         Some(Open {
             file,
             identity: progress.committed().0,
-            progress,
+            acks: FileAcks::new(progress, self.ctx.limit.clone()),
             splitter: LineSplitter::new(offset, self.ctx.settings.max_line_bytes),
             joiner: self.joiner(),
         })
@@ -367,7 +370,7 @@ impl Tailer {
     }
 
     fn close(&self, open: Open) {
-        self.ctx.store.release(&open.progress);
+        self.ctx.store.release(open.acks.progress());
         self.ctx.metrics.files_watched.dec();
     }
 
@@ -414,11 +417,11 @@ impl Tailer {
             {
                 open.identity = id;
             }
-            open.progress.observe(open.identity, size);
+            open.acks.progress().observe(open.identity, size);
             return Ok(false);
         }
         if open.identity.extend(pos, &chunk.read[..n]) {
-            open.progress.observe(open.identity, size);
+            open.acks.progress().observe(open.identity, size);
         }
         self.ship_read(open, &mut chunk, n, cancel).await?;
         Ok(true)
@@ -457,7 +460,7 @@ impl Tailer {
         }
         self.ship_rest(open, cancel).await?;
         // The checkpoint must not mix the old content's offsets with the new content's.
-        while open.progress.in_flight() > 0 {
+        while open.acks.progress().in_flight() > 0 {
             tokio::select! {
                 _ = cancel.cancelled() => return Err(Cancelled),
                 _ = tokio::time::sleep(Duration::from_millis(5)) => {}
@@ -465,7 +468,7 @@ impl Tailer {
         }
         if let Ok((id, _)) = FileIdentity::of(&open.file) {
             open.identity = id;
-            open.progress.reset(id);
+            open.acks.progress().reset(id);
         }
         open.splitter.reset(0);
         Ok(())
@@ -485,7 +488,7 @@ impl Tailer {
         open.lines(&chunk.read[..n], |l| {
             chunk.batch.push(&self.encoder, &ts, l)
         });
-        self.send(&open.progress, &chunk.batch, cancel).await
+        self.send(&open.acks, &chunk.batch, cancel).await
     }
 
     /// Ships the multi-line event being joined once no line was added for its timeout.
@@ -504,7 +507,7 @@ impl Tailer {
         let chunk = &mut **chunk;
         let ts = chunk.batch.start();
         joiner.flush(|l| chunk.batch.push(&self.encoder, &ts, l));
-        self.send(&open.progress, &chunk.batch, cancel).await
+        self.send(&open.acks, &chunk.batch, cancel).await
     }
 
     /// Ships what content that will not grow any more holds back: its unterminated last
@@ -517,12 +520,12 @@ impl Tailer {
         let mut chunk = self.lease(cancel).await?;
         let ts = chunk.batch.start();
         open.finish(|l| chunk.batch.push(&self.encoder, &ts, l));
-        self.send(&open.progress, &chunk.batch, cancel).await
+        self.send(&open.acks, &chunk.batch, cancel).await
     }
 
     async fn send(
         &self,
-        progress: &Arc<FileProgress>,
+        acks: &Arc<FileAcks>,
         batch: &Batch,
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
@@ -556,11 +559,7 @@ impl Tailer {
                 held.lines -= 1;
                 held.bytes -= charged;
                 self.ctx.metrics.lines_read.inc();
-                let token = AckToken {
-                    progress: Arc::clone(progress),
-                    seq: progress.register(end),
-                    charged,
-                };
+                let token = AckToken::new(acks, end, charged);
                 if let Err(Cancelled) = self
                     .send_one(payload, batch.read_at_ms, token, cancel)
                     .await
@@ -599,8 +598,7 @@ impl Tailer {
                     token = t;
                     tokio::select! {
                         _ = cancel.cancelled() => {
-                            token.progress.abandon(token.seq);
-                            self.ctx.limit.release(Held { lines: 1, bytes: token.charged });
+                            token.abandon();
                             return Err(Cancelled);
                         }
                         _ = tokio::time::sleep(pause) => {}
@@ -616,11 +614,7 @@ impl Tailer {
                         self.topic
                     );
                     self.ctx.metrics.lines_failed.inc();
-                    t.progress.ack(t.seq);
-                    self.ctx.limit.release(Held {
-                        lines: 1,
-                        bytes: t.charged,
-                    });
+                    t.ack();
                     return Ok(());
                 }
             }
