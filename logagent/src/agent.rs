@@ -27,6 +27,7 @@ use crate::sinks::{Sink, SinkError};
 use crate::sources::etcd_watch::{ConfigUpdate, EtcdWatch};
 use crate::sources::file::chunks::ChunkPool;
 use crate::sources::file::events::FileEvents;
+use crate::sources::file::shipper::Shipper;
 use crate::sources::file::tailer::{TailContext, TailSettings};
 use crate::supervisor::Supervisor;
 
@@ -200,8 +201,11 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
     )?);
     let host = config.agent.host_name();
     let ctx = Arc::new(TailContext {
-        sink: Arc::clone(&sink) as Arc<dyn Sink>,
-        limit: limit.clone(),
+        shipper: Shipper::new(
+            Arc::clone(&sink) as Arc<dyn Sink>,
+            limit.clone(),
+            Arc::clone(&metrics),
+        ),
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
         host,

@@ -4,6 +4,7 @@
 //! [`config`] the local config file; [`collect_config`] the etcd JSON schema and path
 //! policy (also used by `etcd-put`); [`sources::etcd_watch`] read + watch of the key;
 //! [`sources::file`] glob discovery, [`sources::file::tailer`] reading and rotation,
+//! [`sources::file::shipper`] hand-over to the sink within the in-flight limit,
 //! [`sources::file::events`] inotify wake-ups, [`sources::file::multiline`] event joining;
 //! [`identity`] which file is which (used by the tailer and the checkpoints); [`encode`] the
 //! Kafka message; [`sinks::kafka`] the producer; [`ack`] the settle-once acknowledgement of

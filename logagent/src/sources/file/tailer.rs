@@ -22,18 +22,17 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::chunks::{Batch, ChunkLease, ChunkPool};
+use super::chunks::{ChunkLease, ChunkPool};
 use super::events::FileEvents;
 use super::lines::{Line, LineSplitter};
 use super::multiline::MultilineJoiner;
-use crate::ack::{AckToken, FileAcks};
+use super::shipper::{Cancelled, Destination, Shipper};
+use crate::ack::FileAcks;
 use crate::checkpoint::{Checkpoint, CheckpointStore, Claim};
 use crate::collect_config::{AllowedPaths, CollectEntry, Multiline};
 use crate::encode::FileEncoder;
 use crate::identity::{FINGERPRINT_BYTES, FileIdentity};
-use crate::in_flight::{Held, InFlightLimit};
 use crate::metrics::Metrics;
-use crate::sinks::{SendError, Sink};
 
 /// Tailing knobs, from `[agent]`.
 #[derive(Debug, Clone)]
@@ -48,10 +47,8 @@ pub struct TailSettings {
 
 /// What every tailer shares.
 pub struct TailContext {
-    /// Where lines go.
-    pub sink: Arc<dyn Sink>,
-    /// Bound on lines in flight.
-    pub limit: InFlightLimit,
+    /// Hands lines to the sink.
+    pub shipper: Shipper,
     /// Offsets.
     pub store: Arc<CheckpointStore>,
     /// Counters.
@@ -119,8 +116,6 @@ impl Open {
         }
     }
 }
-
-struct Cancelled;
 
 /// A tailer for one path and topic.
 pub struct Tailer {
@@ -298,7 +293,7 @@ impl Tailer {
         let current = Open {
             file,
             identity,
-            acks: FileAcks::new(progress, self.ctx.limit.clone()),
+            acks: self.ctx.shipper.acks_for(progress),
             splitter: LineSplitter::new(offset, self.ctx.settings.max_line_bytes),
             joiner: self.joiner(),
         };
@@ -335,7 +330,7 @@ impl Tailer {
         Some(Open {
             file,
             identity: progress.committed().0,
-            acks: FileAcks::new(progress, self.ctx.limit.clone()),
+            acks: self.ctx.shipper.acks_for(progress),
             splitter: LineSplitter::new(offset, self.ctx.settings.max_line_bytes),
             joiner: self.joiner(),
         })
@@ -488,7 +483,10 @@ impl Tailer {
         open.lines(&chunk.read[..n], |l| {
             chunk.batch.push(&self.encoder, &ts, l)
         });
-        self.send(&open.acks, &chunk.batch, cancel).await
+        self.ctx
+            .shipper
+            .ship(&open.acks, self.to(), &chunk.batch, cancel)
+            .await
     }
 
     /// Ships the multi-line event being joined once no line was added for its timeout.
@@ -507,7 +505,10 @@ impl Tailer {
         let chunk = &mut **chunk;
         let ts = chunk.batch.start();
         joiner.flush(|l| chunk.batch.push(&self.encoder, &ts, l));
-        self.send(&open.acks, &chunk.batch, cancel).await
+        self.ctx
+            .shipper
+            .ship(&open.acks, self.to(), &chunk.batch, cancel)
+            .await
     }
 
     /// Ships what content that will not grow any more holds back: its unterminated last
@@ -520,104 +521,17 @@ impl Tailer {
         let mut chunk = self.lease(cancel).await?;
         let ts = chunk.batch.start();
         open.finish(|l| chunk.batch.push(&self.encoder, &ts, l));
-        self.send(&open.acks, &chunk.batch, cancel).await
+        self.ctx
+            .shipper
+            .ship(&open.acks, self.to(), &chunk.batch, cancel)
+            .await
     }
 
-    async fn send(
-        &self,
-        acks: &Arc<FileAcks>,
-        batch: &Batch,
-        cancel: &CancellationToken,
-    ) -> Result<(), Cancelled> {
-        let limit = &self.ctx.limit;
-        let mut rest = &batch.lines[..];
-        while !rest.is_empty() {
-            // Take permits for as many lines as fit at once: one wait per group, not per line.
-            let mut want = Held::default();
-            let mut n = 0;
-            for &(_, _, len) in rest {
-                let charge = limit.charge(len);
-                if n > 0
-                    && (want.lines + 1 > limit.max_lines()
-                        || want.bytes + charge > limit.max_bytes())
-                {
-                    break;
-                }
-                want.lines += 1;
-                want.bytes += charge;
-                n += 1;
-            }
-            let mut held = tokio::select! {
-                h = limit.acquire(want) => h,
-                _ = cancel.cancelled() => return Err(Cancelled),
-            };
-            let (group, tail) = rest.split_at(n);
-            rest = tail;
-            for &(end, start, len) in group {
-                let payload = &batch.bytes[start..start + len];
-                let charged = limit.charge(len).min(held.bytes);
-                held.lines -= 1;
-                held.bytes -= charged;
-                self.ctx.metrics.lines_read.inc();
-                let token = AckToken::new(acks, end, charged);
-                if let Err(Cancelled) = self
-                    .send_one(payload, batch.read_at_ms, token, cancel)
-                    .await
-                {
-                    limit.release(held);
-                    return Err(Cancelled);
-                }
-            }
-            limit.release(held);
-        }
-        Ok(())
-    }
-
-    /// Hands one line to the sink, waiting while its queue is full.
-    async fn send_one(
-        &self,
-        payload: &[u8],
-        read_at_ms: i64,
-        mut token: AckToken,
-        cancel: &CancellationToken,
-    ) -> Result<(), Cancelled> {
-        // The producer's queue is full only if its limits were set below ours: back off so
-        // a hundred waiting tailers do not spin.
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match self.ctx.sink.try_send(
-                &self.topic,
-                self.encoder.key(),
-                payload,
-                read_at_ms,
-                token,
-            ) {
-                Ok(()) => return Ok(()),
-                // Broken: the agent is stopping because of it; hold the line until then.
-                Err(SendError::Full(t) | SendError::Broken(t)) => {
-                    token = t;
-                    tokio::select! {
-                        _ = cancel.cancelled() => {
-                            token.abandon();
-                            return Err(Cancelled);
-                        }
-                        _ = tokio::time::sleep(pause) => {}
-                    }
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(SendError::Rejected(t, why)) => {
-                    // Permanent: retrying cannot help, and holding the file back would stop
-                    // it forever. Counted and logged, then passed.
-                    log::error!(
-                        "{}: Kafka refused a line for topic {}: {why}; skipping it",
-                        self.path.display(),
-                        self.topic
-                    );
-                    self.ctx.metrics.lines_failed.inc();
-                    t.ack();
-                    return Ok(());
-                }
-            }
+    fn to(&self) -> Destination<'_> {
+        Destination {
+            topic: &self.topic,
+            key: self.encoder.key(),
+            path: &self.path,
         }
     }
 }

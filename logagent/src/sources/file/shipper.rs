@@ -1,0 +1,151 @@
+//! Hands a tailer's encoded lines to the sink: takes their room in the in-flight limit,
+//! gives each line its [`AckToken`], and waits while the sink's queue is full.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::chunks::Batch;
+use crate::ack::{AckToken, FileAcks};
+use crate::checkpoint::FileProgress;
+use crate::in_flight::{Held, InFlightLimit};
+use crate::metrics::Metrics;
+use crate::sinks::{SendError, Sink};
+
+/// Shipping stopped because the tailer was asked to stop.
+#[derive(Debug)]
+pub struct Cancelled;
+
+/// Where one file's messages go.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    /// Kafka topic.
+    pub topic: &'a str,
+    /// Message key.
+    pub key: &'a [u8],
+    /// The file, for the log.
+    pub path: &'a Path,
+}
+
+/// The one way from the tailers to the sink.
+pub struct Shipper {
+    sink: Arc<dyn Sink>,
+    limit: InFlightLimit,
+    metrics: Arc<Metrics>,
+}
+
+impl Shipper {
+    /// Ships to `sink` within `limit`.
+    pub fn new(sink: Arc<dyn Sink>, limit: InFlightLimit, metrics: Arc<Metrics>) -> Self {
+        Shipper {
+            sink,
+            limit,
+            metrics,
+        }
+    }
+
+    /// Where the acknowledgements of the lines of the file read with `progress` settle.
+    pub fn acks_for(&self, progress: Arc<FileProgress>) -> Arc<FileAcks> {
+        FileAcks::new(progress, self.limit.clone())
+    }
+
+    /// Hands every line of `batch` to the sink, waiting for room in the in-flight limit.
+    pub async fn ship(
+        &self,
+        acks: &Arc<FileAcks>,
+        to: Destination<'_>,
+        batch: &Batch,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        let limit = &self.limit;
+        let mut rest = &batch.lines[..];
+        while !rest.is_empty() {
+            // Take permits for as many lines as fit at once: one wait per group, not per line.
+            let mut want = Held::default();
+            let mut n = 0;
+            for &(_, _, len) in rest {
+                let charge = limit.charge(len);
+                if n > 0
+                    && (want.lines + 1 > limit.max_lines()
+                        || want.bytes + charge > limit.max_bytes())
+                {
+                    break;
+                }
+                want.lines += 1;
+                want.bytes += charge;
+                n += 1;
+            }
+            let mut held = tokio::select! {
+                h = limit.acquire(want) => h,
+                _ = cancel.cancelled() => return Err(Cancelled),
+            };
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            for &(end, start, len) in group {
+                let payload = &batch.bytes[start..start + len];
+                let charged = limit.charge(len).min(held.bytes);
+                held.lines -= 1;
+                held.bytes -= charged;
+                self.metrics.lines_read.inc();
+                let token = AckToken::new(acks, end, charged);
+                if let Err(Cancelled) = self
+                    .hand_over(to, payload, batch.read_at_ms, token, cancel)
+                    .await
+                {
+                    limit.release(held);
+                    return Err(Cancelled);
+                }
+            }
+            limit.release(held);
+        }
+        Ok(())
+    }
+
+    /// Hands one line to the sink, waiting while its queue is full.
+    async fn hand_over(
+        &self,
+        to: Destination<'_>,
+        payload: &[u8],
+        read_at_ms: i64,
+        mut token: AckToken,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        // The producer's queue is full only if its limits were set below ours: back off so
+        // a hundred waiting tailers do not spin.
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self
+                .sink
+                .try_send(to.topic, to.key, payload, read_at_ms, token)
+            {
+                Ok(()) => return Ok(()),
+                // Broken: the agent is stopping because of it; hold the line until then.
+                Err(SendError::Full(t) | SendError::Broken(t)) => {
+                    token = t;
+                    tokio::select! {
+                        _ = cancel.cancelled() => {
+                            token.abandon();
+                            return Err(Cancelled);
+                        }
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(SendError::Rejected(t, why)) => {
+                    // Permanent: retrying cannot help, and holding the file back would stop
+                    // it forever. Counted and logged, then passed.
+                    log::error!(
+                        "{}: Kafka refused a line for topic {}: {why}; skipping it",
+                        to.path.display(),
+                        to.topic
+                    );
+                    self.metrics.lines_failed.inc();
+                    t.ack();
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
