@@ -16,10 +16,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::atomic_file;
-use crate::catch_up::{CatchUp, DeliveryStall};
-use crate::checkpoint::{CheckpointError, CheckpointStore, WriteSpell, WriteSpellReport};
+use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::collect_config::{self, AllowedPaths, CollectConfig, CollectConfigError};
 use crate::config::LocalConfig;
+use crate::housekeeping::Housekeeping;
 use crate::in_flight::InFlightLimit;
 use crate::metrics::Metrics;
 use crate::sinks::kafka::KafkaSink;
@@ -259,11 +259,14 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
     let checkpoint_interval = Duration::from_millis(config.agent.checkpoint_interval_ms.max(10));
     let flush_timeout = Duration::from_secs(config.agent.flush_timeout);
     let checkpoint_path = store.path().to_path_buf();
+    let mut housekeeping = Housekeeping::new(
+        Arc::clone(&store),
+        Arc::clone(&sink) as Arc<dyn Sink>,
+        limit,
+        Arc::clone(&metrics),
+    );
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(checkpoint_interval);
-        let mut catch_up = CatchUp::default();
-        let mut write_spell = WriteSpell::default();
-        let mut stall = DeliveryStall::default();
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -275,33 +278,9 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
                     None => break,
                 },
                 _ = tick.tick() => {
-                    if let Some(reason) = sink.broken() {
-                        log::error!(
-                            "the Kafka producer failed for good ({reason}); stopping: nothing \
-                             more can be delivered by it, a restart re-sends from the checkpoints"
-                        );
+                    if housekeeping.run().is_break() {
                         break;
                     }
-                    let written = store.flush();
-                    if written.is_err() {
-                        metrics.checkpoint_write_failures.inc();
-                    }
-                    match write_spell.observe(&written) {
-                        Some(WriteSpellReport::Failing(line)) => log::error!("{line}"),
-                        Some(WriteSpellReport::Recovered(line)) => log::info!("{line}"),
-                        None => {}
-                    }
-                    let waiting = limit.held_lines() as u64;
-                    let sent = metrics.lines_sent.get();
-                    if let Some(line) = stall.observe(sent, waiting, std::time::Instant::now()) {
-                        log::warn!("{line}");
-                    }
-                    let lag = store.lag_bytes();
-                    metrics.send_lag_bytes.set(lag);
-                    if let Some(line) = catch_up.observe(lag, std::time::Instant::now()) {
-                        log::info!("{line}");
-                    }
-                    metrics.lines_in_flight.set(limit.held_lines() as i64);
                 }
             }
         }

@@ -12,7 +12,7 @@
 //! offsets that survive a crash;
 //! [`atomic_file`] crash-safe file replacement (checkpoints, cached config);
 //! [`supervisor`] config diffs; [`metrics`]; [`catch_up`] progress of a long backlog in the
-//! log; [`agent`] the wiring.
+//! log; [`housekeeping`] the periodic checkpoint write and reports; [`agent`] the wiring.
 
 pub mod ack;
 pub mod agent;
@@ -22,6 +22,7 @@ pub mod checkpoint;
 pub mod collect_config;
 pub mod config;
 pub mod encode;
+pub mod housekeeping;
 pub mod identity;
 pub mod in_flight;
 pub mod metrics;

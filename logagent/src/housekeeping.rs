@@ -1,0 +1,80 @@
+//! What the agent does every `checkpoint_interval_ms` besides shipping: write the
+//! checkpoints (and forget stale ones), update the gauges, and say in the log when
+//! something is off for a while (a failing checkpoint write, a delivery stall, a long
+//! catch-up). Also where a broken producer is noticed, so that the agent stops.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::catch_up::{CatchUp, DeliveryStall};
+use crate::checkpoint::{CheckpointStore, WriteSpell, WriteSpellReport};
+use crate::in_flight::InFlightLimit;
+use crate::metrics::Metrics;
+use crate::sinks::Sink;
+
+/// The periodic chores, and the state their reports keep between rounds.
+pub struct Housekeeping {
+    store: Arc<CheckpointStore>,
+    sink: Arc<dyn Sink>,
+    limit: InFlightLimit,
+    metrics: Arc<Metrics>,
+    catch_up: CatchUp,
+    write_spell: WriteSpell,
+    stall: DeliveryStall,
+}
+
+impl Housekeeping {
+    /// Chores over `store`, `sink` and `limit`, counted in `metrics`.
+    pub fn new(
+        store: Arc<CheckpointStore>,
+        sink: Arc<dyn Sink>,
+        limit: InFlightLimit,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Housekeeping {
+            store,
+            sink,
+            limit,
+            metrics,
+            catch_up: CatchUp::default(),
+            write_spell: WriteSpell::default(),
+            stall: DeliveryStall::default(),
+        }
+    }
+
+    /// One round. `Break` when the producer failed for good: nothing more can be delivered
+    /// by it, so the agent should stop (a restart re-sends from the checkpoints).
+    pub fn run(&mut self) -> ControlFlow<()> {
+        if let Some(reason) = self.sink.broken() {
+            log::error!(
+                "the Kafka producer failed for good ({reason}); stopping: nothing \
+                 more can be delivered by it, a restart re-sends from the checkpoints"
+            );
+            return ControlFlow::Break(());
+        }
+        let written = self.store.flush();
+        if written.is_err() {
+            self.metrics.checkpoint_write_failures.inc();
+        }
+        match self.write_spell.observe(&written) {
+            Some(WriteSpellReport::Failing(line)) => log::error!("{line}"),
+            Some(WriteSpellReport::Recovered(line)) => log::info!("{line}"),
+            None => {}
+        }
+        let waiting = self.limit.held_lines() as u64;
+        let sent = self.metrics.lines_sent.get();
+        if let Some(line) = self.stall.observe(sent, waiting, Instant::now()) {
+            log::warn!("{line}");
+        }
+        let lag = self.store.lag_bytes();
+        self.metrics.send_lag_bytes.set(lag);
+        if let Some(line) = self.catch_up.observe(lag, Instant::now()) {
+            log::info!("{line}");
+        }
+        self.metrics
+            .lines_in_flight
+            .set(self.limit.held_lines() as i64);
+        ControlFlow::Continue(())
+    }
+}
