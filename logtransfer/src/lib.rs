@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod event;
 pub mod metrics;
 pub mod sinks;
 pub mod sources;

@@ -16,8 +16,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::elasticsearch::encoder::DocKey;
 use super::elasticsearch::retry::Backoff;
+use crate::event::DocKey;
 
 /// The producer could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -24,8 +24,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
+use crate::event::DocKey;
 use crate::metrics::{Metrics, PartitionLabels};
-use crate::sinks::elasticsearch::encoder::{DocKey, EncodedDoc, IndexName};
+use crate::sinks::elasticsearch::encoder::{EncodedDoc, IndexName};
 use crate::sinks::elasticsearch::sink::Acknowledge;
 
 /// The consumer could not be set up.

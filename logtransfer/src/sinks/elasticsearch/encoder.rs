@@ -10,23 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::{Map, Value};
 
-/// Where a record came from; also its document `_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DocKey {
-    /// Kafka topic.
-    pub topic: Arc<str>,
-    /// Kafka partition.
-    pub partition: i32,
-    /// Kafka offset.
-    pub offset: i64,
-}
-
-impl DocKey {
-    /// The document `_id`.
-    pub fn id(&self) -> String {
-        format!("{}-{}-{}", self.topic, self.partition, self.offset)
-    }
-}
+use crate::event::DocKey;
 
 /// One record ready for a `_bulk` body.
 #[derive(Debug, Clone)]

@@ -4,7 +4,8 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::encoder::{DocKey, EncodedDoc};
+use super::encoder::EncodedDoc;
+use crate::event::DocKey;
 
 /// One document inside a request body.
 #[derive(Debug, Clone)]

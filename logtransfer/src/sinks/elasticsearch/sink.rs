@@ -20,10 +20,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::config::BatchConfig;
-use super::encoder::{DocKey, EncodedDoc};
+use super::encoder::EncodedDoc;
 use super::request_builder::{Batch, RequestBuilder};
 use super::retry::{Backoff, ItemAction, RequestAction, item_action, request_action};
 use super::service::ElasticsearchService;
+use crate::event::DocKey;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::sinks::dead_letter::{DeadLetter, Letter};
 

@@ -1,0 +1,22 @@
+//! What travels between the stages, named here so that the source, the sinks and the
+//! acknowledgement window share it without importing one another.
+
+use std::sync::Arc;
+
+/// Where a record came from; also its document `_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DocKey {
+    /// Kafka topic.
+    pub topic: Arc<str>,
+    /// Kafka partition.
+    pub partition: i32,
+    /// Kafka offset.
+    pub offset: i64,
+}
+
+impl DocKey {
+    /// The document `_id`.
+    pub fn id(&self) -> String {
+        format!("{}-{}-{}", self.topic, self.partition, self.offset)
+    }
+}
