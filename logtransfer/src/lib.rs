@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod config;
 pub mod event;
 pub mod metrics;
@@ -28,11 +29,11 @@ use service_kit::shutdown::Shutdown;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::sinks::dead_letter::{DeadLetter, DeadLetterError};
 use crate::sinks::elasticsearch::encoder::{IndexName, IndexTemplateError};
-use crate::sinks::elasticsearch::retry::Backoff;
 use crate::sinks::elasticsearch::service::{ElasticsearchService, ServiceError};
 use crate::sinks::elasticsearch::sink::{self, SinkContext};
 use crate::sinks::elasticsearch::template::index_template;

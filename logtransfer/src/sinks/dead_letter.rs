@@ -16,7 +16,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::elasticsearch::retry::Backoff;
+use crate::backoff::Backoff;
 use crate::event::DocKey;
 
 /// The producer could not be built.

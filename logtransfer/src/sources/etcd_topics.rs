@@ -11,7 +11,7 @@ use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::sinks::elasticsearch::retry::Backoff;
+use crate::backoff::Backoff;
 
 /// Parses the key's value; `None` when it is neither a JSON array of strings nor a list.
 pub fn parse_topics(value: &[u8]) -> Option<Vec<String>> {
