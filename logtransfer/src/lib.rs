@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod acks;
 pub mod backoff;
 pub mod config;
 pub mod event;
@@ -29,6 +30,7 @@ use service_kit::shutdown::Shutdown;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::acks::OffsetTracker;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -37,7 +39,7 @@ use crate::sinks::elasticsearch::encoder::{IndexName, IndexTemplateError};
 use crate::sinks::elasticsearch::service::{ElasticsearchService, ServiceError};
 use crate::sinks::elasticsearch::sink::{self, SinkContext};
 use crate::sinks::elasticsearch::template::index_template;
-use crate::sources::kafka::{self, OffsetTracker, SourceContext, SourceError};
+use crate::sources::kafka::{self, SourceContext, SourceError};
 
 /// Why logtransfer could not run.
 #[derive(Debug, thiserror::Error)]

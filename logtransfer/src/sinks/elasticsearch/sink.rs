@@ -24,24 +24,11 @@ use super::encoder::EncodedDoc;
 use super::request_builder::{Batch, RequestBuilder};
 use super::retry::{ItemAction, RequestAction, item_action, request_action};
 use super::service::ElasticsearchService;
+use crate::acks::Acknowledge;
 use crate::backoff::Backoff;
 use crate::event::DocKey;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::sinks::dead_letter::{DeadLetter, Letter};
-
-/// Told which records are settled (indexed or dead-lettered): the offset tracker.
-pub trait Acknowledge: Send + Sync {
-    /// These records are safely in Elasticsearch or in the dead-letter topic.
-    fn ack(&self, keys: &[DocKey]);
-}
-
-/// Acknowledges nothing (benchmarks).
-#[derive(Debug, Default)]
-pub struct NoAck;
-
-impl Acknowledge for NoAck {
-    fn ack(&self, _keys: &[DocKey]) {}
-}
 
 /// What the driver and its request tasks share.
 pub struct SinkContext {
