@@ -17,11 +17,12 @@ use axum::routing::post;
 use logtransfer::acks::NoAck;
 use logtransfer::config::BatchConfig;
 use logtransfer::config::ElasticsearchConfig;
+use logtransfer::event::{DocKey, Event};
 use logtransfer::metrics::Metrics;
+use logtransfer::prepare::Prepare;
 use logtransfer::sinks::elasticsearch::encoder::IndexName;
 use logtransfer::sinks::elasticsearch::service::ElasticsearchService;
 use logtransfer::sinks::elasticsearch::sink::{self, SinkContext};
-use logtransfer::sources::kafka::encode_record;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -138,6 +139,19 @@ fn payloads(n: usize, lifted: bool) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Record `offset` of the bench topic, as the Kafka source hands it over.
+fn event<'a>(topic: &Arc<str>, offset: usize, payload: &'a [u8]) -> Event<'a> {
+    Event {
+        key: DocKey {
+            topic: topic.clone(),
+            partition: 0,
+            offset: offset as i64,
+        },
+        payload,
+        timestamp_ms: Some(0),
+    }
+}
+
 struct Run {
     docs_per_s: f64,
     cpu_us_per_1k: f64,
@@ -160,12 +174,12 @@ fn run_once(rt: &tokio::runtime::Runtime, url: &str, msgs: &[Vec<u8>]) -> Run {
         });
         let (tx, rx) = mpsc::channel(2_000);
         let sink = tokio::spawn(sink::run(ctx, rx));
-        let mut index = IndexName::parse("logs-{topic}-%Y.%m.%d").expect("index");
+        let mut prepare = Prepare::new(IndexName::parse("logs-{topic}-%Y.%m.%d").expect("index"));
         let topic: Arc<str> = "bench".into();
         let cpu0 = thread_cpu();
         let t0 = Instant::now();
         for (i, p) in msgs.iter().enumerate() {
-            let doc = encode_record(&mut index, &topic, 0, i as i64, p, Some(0));
+            let doc = prepare.apply(event(&topic, i, p));
             if tx.send(doc).await.is_err() {
                 panic!("sink stopped early");
             }
@@ -280,16 +294,14 @@ fn main() {
         let msgs = payloads(n, lifted);
         let avg = msgs.iter().map(Vec::len).sum::<usize>() / n;
         // The CPU-bound part alone: decode + bulk encode, no request building or HTTP.
-        let mut index = IndexName::parse("logs-{topic}-%Y.%m.%d").expect("index");
+        let mut prepare = Prepare::new(IndexName::parse("logs-{topic}-%Y.%m.%d").expect("index"));
         let topic: Arc<str> = "bench".into();
         let mut encode_only = Vec::new();
         for _ in 0..runs {
             let cpu0 = thread_cpu();
             let mut bytes = 0usize;
             for (i, p) in msgs.iter().enumerate() {
-                bytes += encode_record(&mut index, &topic, 0, i as i64, p, Some(0))
-                    .bytes
-                    .len();
+                bytes += prepare.apply(event(&topic, i, p)).bytes.len();
             }
             std::hint::black_box(bytes);
             let cpu = thread_cpu() - cpu0;

@@ -20,3 +20,15 @@ impl DocKey {
         format!("{}-{}-{}", self.topic, self.partition, self.offset)
     }
 }
+
+/// One consumed record, as the source hands it to the stage that prepares it for a sink.
+/// The payload is borrowed from the consumer's message: preparing it copies nothing first.
+#[derive(Debug, Clone)]
+pub struct Event<'a> {
+    /// Its origin.
+    pub key: DocKey,
+    /// The message value (empty when the message has none).
+    pub payload: &'a [u8],
+    /// The message timestamp, for records that carry no time of their own.
+    pub timestamp_ms: Option<i64>,
+}

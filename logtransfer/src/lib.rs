@@ -18,6 +18,7 @@ pub mod backoff;
 pub mod config;
 pub mod event;
 pub mod metrics;
+pub mod prepare;
 pub mod sinks;
 pub mod sources;
 pub mod transform;
@@ -34,6 +35,7 @@ use crate::acks::OffsetTracker;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::prepare::Prepare;
 use crate::sinks::dead_letter::{DeadLetter, DeadLetterError};
 use crate::sinks::elasticsearch::encoder::{IndexName, IndexTemplateError};
 use crate::sinks::elasticsearch::service::{ElasticsearchService, ServiceError};
@@ -163,6 +165,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         batch: config.batch.clone(),
         cancel: sink_cancel.clone(),
     });
+    let mut prepare = Prepare::new(index);
     let (tx, rx) = mpsc::channel(config.batch.max_docs.max(1) * 2);
     let mut sink_task = tokio::spawn(sink::run(sink_ctx, rx));
 
@@ -173,8 +176,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             metrics: metrics.clone(),
             commit_interval: Duration::from_millis(config.kafka.commit_interval_ms.max(10)),
         },
-        index,
         topics_rx,
+        |event| prepare.apply(event),
         tx,
         stop.clone(),
     )

@@ -17,9 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::acks::OffsetTracker;
 use crate::config::KafkaConfig;
-use crate::event::DocKey;
+use crate::event::{DocKey, Event};
 use crate::metrics::{Metrics, PartitionLabels};
-use crate::sinks::elasticsearch::encoder::{EncodedDoc, IndexName};
 
 /// The consumer could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -181,39 +180,6 @@ pub fn commit(consumer: &TransferConsumer, tracker: &OffsetTracker, metrics: &Me
     *shown = current;
 }
 
-/// Decodes and encodes one record (the per-record work of the source). A logger line
-/// carried by logagent, the common case, takes the fast path of
-/// [`fast_lift`](crate::transform::fast_lift); anything else the general
-/// [`decode`](crate::transform::decode) path.
-pub fn encode_record(
-    index: &mut IndexName,
-    topic: &Arc<str>,
-    partition: i32,
-    offset: i64,
-    payload: &[u8],
-    timestamp_ms: Option<i64>,
-) -> EncodedDoc {
-    use crate::sinks::elasticsearch::encoder::{encode, encode_source};
-    use crate::transform::{decode, fast_lift};
-    let key = DocKey {
-        topic: topic.clone(),
-        partition,
-        offset,
-    };
-    let decoded = match serde_json::from_slice::<serde_json::Value>(payload) {
-        Ok(serde_json::Value::Object(map)) => {
-            if let Some((source, ts)) = fast_lift::lift_object(&map) {
-                let name = index.render(topic, ts);
-                return encode_source(key, name, &source);
-            }
-            decode::decode_object(map, timestamp_ms)
-        }
-        _ => decode::decode(payload, timestamp_ms),
-    };
-    let name = index.render(topic, decoded.timestamp);
-    encode(key, name, &decoded.doc)
-}
-
 /// How long the sink may stay full before the partitions are paused.
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
 
@@ -267,21 +233,22 @@ fn set_paused(consumer: &TransferConsumer, pause: bool) {
     }
 }
 
-/// Consumes until `stop`, feeding `output`. When `output` is full the assigned
-/// partitions are paused (the consumer keeps serving the group protocol) and resumed
-/// once it drains. Topics come from `topics` and follow its changes.
-pub async fn run(
+/// Consumes until `stop`, feeding `output` with what `prepare` makes of each record. When
+/// `output` is full the assigned partitions are paused (the consumer keeps serving the
+/// group protocol) and resumed once it drains. Topics come from `topics` and follow its
+/// changes.
+pub async fn run<T>(
     ctx: SourceContext,
-    mut index: IndexName,
     mut topics: watch::Receiver<Vec<String>>,
-    output: mpsc::Sender<EncodedDoc>,
+    mut prepare: impl FnMut(Event<'_>) -> T,
+    output: mpsc::Sender<T>,
     stop: CancellationToken,
 ) -> Result<(), SourceError> {
     let consumer = ctx.consumer.clone();
     let initial = topics.borrow_and_update().clone();
     subscribe(&consumer, &initial)?;
     log::info!("consuming topics {initial:?}");
-    let mut backlog: VecDeque<EncodedDoc> = VecDeque::new();
+    let mut backlog: VecDeque<T> = VecDeque::new();
     let mut paused = false;
     let mut full_since: Option<tokio::time::Instant> = None;
     let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
@@ -367,15 +334,15 @@ pub async fn run(
                     };
                     ctx.tracker.register(&topic, msg.partition(), msg.offset());
                     ctx.metrics.consumed.inc();
-                    let doc = encode_record(
-                        &mut index,
-                        &topic,
-                        msg.partition(),
-                        msg.offset(),
-                        msg.payload().unwrap_or_default(),
-                        msg.timestamp().to_millis(),
-                    );
-                    backlog.push_back(doc);
+                    backlog.push_back(prepare(Event {
+                        key: DocKey {
+                            topic,
+                            partition: msg.partition(),
+                            offset: msg.offset(),
+                        },
+                        payload: msg.payload().unwrap_or_default(),
+                        timestamp_ms: msg.timestamp().to_millis(),
+                    }));
                 }
                 Err(e) => {
                     log::warn!("Kafka consumer error: {e}");
