@@ -41,7 +41,7 @@ use crate::sinks::elasticsearch::encoder::{IndexName, IndexTemplateError};
 use crate::sinks::elasticsearch::service::{ElasticsearchService, ServiceError};
 use crate::sinks::elasticsearch::sink::{self, SinkContext};
 use crate::sinks::elasticsearch::template::index_template;
-use crate::sources::kafka::{self, SourceContext, SourceError};
+use crate::sources::kafka::{KafkaSource, SourceError};
 
 /// Why logtransfer could not run.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +155,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     }
 
     let tracker = Arc::new(OffsetTracker::default());
-    let consumer = Arc::new(kafka::create_consumer(&config.kafka, tracker.clone())?);
+    let source = KafkaSource::new(&config.kafka, tracker.clone(), metrics.clone())?;
     let sink_cancel = CancellationToken::new();
     let sink_ctx = Arc::new(SinkContext {
         service,
@@ -169,19 +169,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let (tx, rx) = mpsc::channel(config.batch.max_docs.max(1) * 2);
     let mut sink_task = tokio::spawn(sink::run(sink_ctx, rx));
 
-    let source = kafka::run(
-        SourceContext {
-            consumer: consumer.clone(),
-            tracker: tracker.clone(),
-            metrics: metrics.clone(),
-            commit_interval: Duration::from_millis(config.kafka.commit_interval_ms.max(10)),
-        },
-        topics_rx,
-        |event| prepare.apply(event),
-        tx,
-        stop.clone(),
-    )
-    .await;
+    let consumed = source
+        .run(topics_rx, |event| prepare.apply(event), tx, stop.clone())
+        .await;
 
     // The source dropped its sender: the sink flushes what it holds and settles it.
     let grace = Duration::from_millis(config.transfer.shutdown_timeout_ms);
@@ -193,13 +183,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         sink_cancel.cancel();
         let _ = sink_task.await;
     }
-    kafka::commit(&consumer, &tracker, &metrics, true);
+    source.commit(true);
     log::info!(
         "stopped: {} records consumed, {} indexed, {} dead-lettered",
         metrics.consumed.get(),
         metrics.indexed.get(),
         metrics.dead_lettered.get()
     );
-    source?;
+    consumed?;
     Ok(())
 }

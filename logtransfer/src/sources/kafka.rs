@@ -45,7 +45,7 @@ pub enum SourceError {
 
 /// Consumer context: on revocation, commit what is settled for the leaving partitions
 /// and forget them; on assignment, give the new partitions the consume loop's pause state.
-pub struct TrackingContext {
+struct TrackingContext {
     tracker: Arc<OffsetTracker>,
     /// Whether the consume loop wants its partitions paused (see [`set_paused`]).
     paused: AtomicBool,
@@ -110,11 +110,10 @@ impl ConsumerContext for TrackingContext {
     }
 }
 
-/// The consumer type.
-pub type TransferConsumer = StreamConsumer<TrackingContext>;
+type TransferConsumer = StreamConsumer<TrackingContext>;
 
 /// Creates the group consumer (not yet subscribed).
-pub fn create_consumer(
+fn create_consumer(
     config: &KafkaConfig,
     tracker: Arc<OffsetTracker>,
 ) -> Result<TransferConsumer, SourceError> {
@@ -149,51 +148,8 @@ fn to_tpl(list: &[(Arc<str>, i32, i64)]) -> TopicPartitionList {
     tpl
 }
 
-/// Commits what is settled. `sync` for the last commit before exit.
-pub fn commit(consumer: &TransferConsumer, tracker: &OffsetTracker, metrics: &Metrics, sync: bool) {
-    let list = tracker.to_commit();
-    if !list.is_empty() {
-        let mode = if sync {
-            CommitMode::Sync
-        } else {
-            CommitMode::Async
-        };
-        match consumer.commit(&to_tpl(&list), mode) {
-            Ok(()) => tracker.mark_committed(&list),
-            Err(e) => log::warn!("offset commit failed: {e}; retrying at the next interval"),
-        }
-    }
-    let mut current = std::collections::HashSet::new();
-    for (topic, partition, lag) in tracker.lag() {
-        let labels = PartitionLabels {
-            topic: topic.to_string(),
-            partition: partition as i64,
-        };
-        metrics.consumer_lag.get_or_create(&labels).set(lag);
-        current.insert(labels);
-    }
-    // Partitions that moved to another member: drop their series instead of freezing them.
-    let mut shown = metrics.lag_partitions.lock();
-    for gone in shown.difference(&current) {
-        metrics.consumer_lag.remove(gone);
-    }
-    *shown = current;
-}
-
 /// How long the sink may stay full before the partitions are paused.
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
-
-/// Everything the consume loop needs.
-pub struct SourceContext {
-    /// The consumer (shared with the final commit).
-    pub consumer: Arc<TransferConsumer>,
-    /// Offsets.
-    pub tracker: Arc<OffsetTracker>,
-    /// Counters.
-    pub metrics: Metrics,
-    /// How often to commit.
-    pub commit_interval: Duration,
-}
 
 fn subscribe(consumer: &TransferConsumer, topics: &[String]) -> Result<(), SourceError> {
     if topics.is_empty() {
@@ -233,126 +189,184 @@ fn set_paused(consumer: &TransferConsumer, pause: bool) {
     }
 }
 
-/// Consumes until `stop`, feeding `output` with what `prepare` makes of each record. When
-/// `output` is full the assigned partitions are paused (the consumer keeps serving the
-/// group protocol) and resumed once it drains. Topics come from `topics` and follow its
-/// changes.
-pub async fn run<T>(
-    ctx: SourceContext,
-    mut topics: watch::Receiver<Vec<String>>,
-    mut prepare: impl FnMut(Event<'_>) -> T,
-    output: mpsc::Sender<T>,
-    stop: CancellationToken,
-) -> Result<(), SourceError> {
-    let consumer = ctx.consumer.clone();
-    let initial = topics.borrow_and_update().clone();
-    subscribe(&consumer, &initial)?;
-    log::info!("consuming topics {initial:?}");
-    let mut backlog: VecDeque<T> = VecDeque::new();
-    let mut paused = false;
-    let mut full_since: Option<tokio::time::Instant> = None;
-    let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
-    let mut commit_tick = tokio::time::interval(ctx.commit_interval);
-    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        while let Some(doc) = backlog.pop_front() {
-            match output.try_send(doc) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(doc)) => {
-                    backlog.push_front(doc);
-                    break;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+/// A consumer group member: consumes, pauses while the pipeline is full, and commits what
+/// the acknowledgement window says is settled.
+pub struct KafkaSource {
+    consumer: TransferConsumer,
+    tracker: Arc<OffsetTracker>,
+    metrics: Metrics,
+    commit_interval: Duration,
+}
+
+impl KafkaSource {
+    /// The group consumer, not yet subscribed ([`run`](Self::run) subscribes). `tracker`
+    /// is the window the sink acknowledges into.
+    pub fn new(
+        config: &KafkaConfig,
+        tracker: Arc<OffsetTracker>,
+        metrics: Metrics,
+    ) -> Result<Self, SourceError> {
+        Ok(Self {
+            consumer: create_consumer(config, tracker.clone())?,
+            tracker,
+            metrics,
+            commit_interval: Duration::from_millis(config.commit_interval_ms.max(10)),
+        })
+    }
+
+    /// Commits what is settled. `sync` for the last commit before exit.
+    pub fn commit(&self, sync: bool) {
+        let (consumer, tracker, metrics) = (&self.consumer, &self.tracker, &self.metrics);
+        let list = tracker.to_commit();
+        if !list.is_empty() {
+            let mode = if sync {
+                CommitMode::Sync
+            } else {
+                CommitMode::Async
+            };
+            match consumer.commit(&to_tpl(&list), mode) {
+                Ok(()) => tracker.mark_committed(&list),
+                Err(e) => log::warn!("offset commit failed: {e}; retrying at the next interval"),
             }
         }
-        let full = !backlog.is_empty();
-        // A full channel for a moment is normal flow control: we just stop reading and
-        // librdkafka's bounded prefetch fills. Only when it lasts (Elasticsearch slow or
-        // down) are the partitions paused, so that we can keep polling the consumer (group
-        // protocol, rebalances) without taking more records. Pausing at every full channel
-        // would throw away the prefetch each time and crawl.
-        let now = tokio::time::Instant::now();
-        let since = match (full, full_since) {
-            (true, Some(t)) => t,
-            (true, None) => {
-                full_since = Some(now);
-                now
-            }
-            (false, _) => {
-                full_since = None;
-                now
-            }
-        };
-        let pause_at = since + PAUSE_AFTER;
-        if full && !paused && now >= pause_at {
-            set_paused(&consumer, true);
-            paused = true;
-            ctx.metrics.paused.set(1);
-            log::info!(
-                "sink busy for {} ms: consumption paused",
-                PAUSE_AFTER.as_millis()
-            );
-        } else if !full && paused {
-            set_paused(&consumer, false);
-            paused = false;
-            ctx.metrics.paused.set(0);
-            log::info!("sink drained: consumption resumed");
+        let mut current = std::collections::HashSet::new();
+        for (topic, partition, lag) in tracker.lag() {
+            let labels = PartitionLabels {
+                topic: topic.to_string(),
+                partition: partition as i64,
+            };
+            metrics.consumer_lag.get_or_create(&labels).set(lag);
+            current.insert(labels);
         }
-        let read = !full || paused;
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            _ = commit_tick.tick() => commit(&consumer, &ctx.tracker, &ctx.metrics, false),
-            changed = topics.changed() => {
-                if changed.is_err() {
-                    continue;
-                }
-                let list = topics.borrow_and_update().clone();
-                log::info!("topic list changed: now consuming {list:?}");
-                if let Err(e) = subscribe(&consumer, &list) {
-                    log::error!("{e}");
+        // Partitions that moved to another member: drop their series instead of freezing them.
+        let mut shown = metrics.lag_partitions.lock();
+        for gone in shown.difference(&current) {
+            metrics.consumer_lag.remove(gone);
+        }
+        *shown = current;
+    }
+
+    /// Consumes until `stop`, feeding `output` with what `prepare` makes of each record. When
+    /// `output` is full the assigned partitions are paused (the consumer keeps serving the
+    /// group protocol) and resumed once it drains. Topics come from `topics` and follow its
+    /// changes.
+    pub async fn run<T>(
+        &self,
+        mut topics: watch::Receiver<Vec<String>>,
+        mut prepare: impl FnMut(Event<'_>) -> T,
+        output: mpsc::Sender<T>,
+        stop: CancellationToken,
+    ) -> Result<(), SourceError> {
+        let consumer = &self.consumer;
+        let initial = topics.borrow_and_update().clone();
+        subscribe(consumer, &initial)?;
+        log::info!("consuming topics {initial:?}");
+        let mut backlog: VecDeque<T> = VecDeque::new();
+        let mut paused = false;
+        let mut full_since: Option<tokio::time::Instant> = None;
+        let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
+        let mut commit_tick = tokio::time::interval(self.commit_interval);
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            while let Some(doc) = backlog.pop_front() {
+                match output.try_send(doc) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(doc)) => {
+                        backlog.push_front(doc);
+                        break;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
                 }
             }
-            permit = output.reserve(), if full => match permit {
-                Ok(permit) => {
-                    if let Some(doc) = backlog.pop_front() {
-                        permit.send(doc);
+            let full = !backlog.is_empty();
+            // A full channel for a moment is normal flow control: we just stop reading and
+            // librdkafka's bounded prefetch fills. Only when it lasts (Elasticsearch slow or
+            // down) are the partitions paused, so that we can keep polling the consumer (group
+            // protocol, rebalances) without taking more records. Pausing at every full channel
+            // would throw away the prefetch each time and crawl.
+            let now = tokio::time::Instant::now();
+            let since = match (full, full_since) {
+                (true, Some(t)) => t,
+                (true, None) => {
+                    full_since = Some(now);
+                    now
+                }
+                (false, _) => {
+                    full_since = None;
+                    now
+                }
+            };
+            let pause_at = since + PAUSE_AFTER;
+            if full && !paused && now >= pause_at {
+                set_paused(consumer, true);
+                paused = true;
+                self.metrics.paused.set(1);
+                log::info!(
+                    "sink busy for {} ms: consumption paused",
+                    PAUSE_AFTER.as_millis()
+                );
+            } else if !full && paused {
+                set_paused(consumer, false);
+                paused = false;
+                self.metrics.paused.set(0);
+                log::info!("sink drained: consumption resumed");
+            }
+            let read = !full || paused;
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                _ = commit_tick.tick() => self.commit(false),
+                changed = topics.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    let list = topics.borrow_and_update().clone();
+                    log::info!("topic list changed: now consuming {list:?}");
+                    if let Err(e) = subscribe(consumer, &list) {
+                        log::error!("{e}");
                     }
                 }
-                Err(_) => return Ok(()),
-            },
-            _ = tokio::time::sleep_until(pause_at), if full && !paused => {}
-            msg = consumer.recv(), if read => match msg {
-                Ok(msg) => {
-                    let topic = match topic_names.get(msg.topic()) {
-                        Some(t) => t.clone(),
-                        None => {
-                            let t: Arc<str> = msg.topic().into();
-                            topic_names.insert(msg.topic().to_owned(), t.clone());
-                            t
+                permit = output.reserve(), if full => match permit {
+                    Ok(permit) => {
+                        if let Some(doc) = backlog.pop_front() {
+                            permit.send(doc);
                         }
-                    };
-                    ctx.tracker.register(&topic, msg.partition(), msg.offset());
-                    ctx.metrics.consumed.inc();
-                    backlog.push_back(prepare(Event {
-                        key: DocKey {
-                            topic,
-                            partition: msg.partition(),
-                            offset: msg.offset(),
-                        },
-                        payload: msg.payload().unwrap_or_default(),
-                        timestamp_ms: msg.timestamp().to_millis(),
-                    }));
-                }
-                Err(e) => {
-                    log::warn!("Kafka consumer error: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
+                    }
+                    Err(_) => return Ok(()),
+                },
+                _ = tokio::time::sleep_until(pause_at), if full && !paused => {}
+                msg = consumer.recv(), if read => match msg {
+                    Ok(msg) => {
+                        let topic = match topic_names.get(msg.topic()) {
+                            Some(t) => t.clone(),
+                            None => {
+                                let t: Arc<str> = msg.topic().into();
+                                topic_names.insert(msg.topic().to_owned(), t.clone());
+                                t
+                            }
+                        };
+                        self.tracker.register(&topic, msg.partition(), msg.offset());
+                        self.metrics.consumed.inc();
+                        backlog.push_back(prepare(Event {
+                            key: DocKey {
+                                topic,
+                                partition: msg.partition(),
+                                offset: msg.offset(),
+                            },
+                            payload: msg.payload().unwrap_or_default(),
+                            timestamp_ms: msg.timestamp().to_millis(),
+                        }));
+                    }
+                    Err(e) => {
+                        log::warn!("Kafka consumer error: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
         }
+        // Whatever is still in the backlog is not sent: it stays uncommitted and is replayed.
+        Ok(())
     }
-    // Whatever is still in the backlog is not sent: it stays uncommitted and is replayed.
-    Ok(())
 }
 
 #[cfg(test)]
