@@ -20,6 +20,7 @@ use logtransfer::config::ElasticsearchConfig;
 use logtransfer::event::{DocKey, Event};
 use logtransfer::metrics::Metrics;
 use logtransfer::prepare::Prepare;
+use logtransfer::sinks::dead_letter::LogDeadLetters;
 use logtransfer::sinks::elasticsearch::encoder::IndexName;
 use logtransfer::sinks::elasticsearch::service::ElasticsearchService;
 use logtransfer::sinks::elasticsearch::sink::{self, SinkContext};
@@ -166,7 +167,7 @@ fn run_once(rt: &tokio::runtime::Runtime, url: &str, msgs: &[Vec<u8>]) -> Run {
         let metrics = Metrics::default();
         let ctx = Arc::new(SinkContext {
             service: Arc::new(ElasticsearchService::new(&es).expect("client")),
-            dead_letter: None,
+            dead_letter: Arc::new(LogDeadLetters),
             acker: Arc::new(NoAck),
             metrics: metrics.clone(),
             batch: BatchConfig::default(),

@@ -159,7 +159,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let sink_cancel = CancellationToken::new();
     let sink_ctx = Arc::new(SinkContext {
         service,
-        dead_letter: Some(dead_letter),
+        dead_letter,
         acker: tracker.clone(),
         metrics: metrics.clone(),
         batch: config.batch.clone(),

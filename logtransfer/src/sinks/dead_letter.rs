@@ -12,12 +12,13 @@
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
+use futures::future::BoxFuture;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::{DeadLetters, Letter};
 use crate::backoff::Backoff;
-use crate::event::DocKey;
 
 /// The producer could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -42,21 +43,6 @@ impl std::fmt::Debug for DeadLetter {
             .field("topic", &self.topic)
             .finish()
     }
-}
-
-/// One refused document.
-#[derive(Debug, Clone)]
-pub struct Letter<'a> {
-    /// Where it came from.
-    pub key: &'a DocKey,
-    /// Where it was going.
-    pub index: &'a str,
-    /// The document JSON as sent.
-    pub source: &'a [u8],
-    /// HTTP status of the refusal.
-    pub status: u16,
-    /// Elasticsearch's error object (or our own reason).
-    pub error: Value,
 }
 
 impl DeadLetter {
@@ -159,6 +145,36 @@ impl DeadLetter {
     }
 }
 
+impl DeadLetters for DeadLetter {
+    fn send<'a>(
+        &'a self,
+        letter: &'a Letter<'_>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(DeadLetter::send(self, letter, cancel))
+    }
+}
+
+/// No dead-letter topic (benchmarks): a refused document is logged at error level, whole,
+/// and counts as handled.
+#[derive(Debug, Default)]
+pub struct LogDeadLetters;
+
+impl DeadLetters for LogDeadLetters {
+    fn send<'a>(
+        &'a self,
+        letter: &'a Letter<'_>,
+        _cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, bool> {
+        log::error!(
+            "no dead-letter topic: refused document {}: {}",
+            letter.key.id(),
+            String::from_utf8_lossy(&DeadLetter::encode(letter))
+        );
+        Box::pin(std::future::ready(true))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -167,6 +183,7 @@ mod tests {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
     use super::*;
+    use crate::event::DocKey;
 
     /// librdkafka's mock cluster injects the fault a real broker cannot be made to produce:
     /// OUT_OF_ORDER_SEQUENCE_NUMBER makes the idempotent producer fail fatally.

@@ -28,15 +28,14 @@ use crate::acks::Acknowledge;
 use crate::backoff::Backoff;
 use crate::event::DocKey;
 use crate::metrics::{Metrics, OutcomeLabels};
-use crate::sinks::dead_letter::{DeadLetter, Letter};
+use crate::sinks::{DeadLetters, Letter};
 
 /// What the driver and its request tasks share.
 pub struct SinkContext {
     /// The HTTP client.
     pub service: Arc<ElasticsearchService>,
-    /// Where refused documents go. `None` only in benchmarks: refused documents are then
-    /// logged at error level with their content.
-    pub dead_letter: Option<Arc<DeadLetter>>,
+    /// Where refused documents go.
+    pub dead_letter: Arc<dyn DeadLetters>,
     /// Receives settled records.
     pub acker: Arc<dyn Acknowledge>,
     /// Counters.
@@ -312,17 +311,8 @@ async fn dead_letter(
         item.index,
         letter.error
     );
-    match &ctx.dead_letter {
-        Some(dl) => {
-            if !dl.send(&letter, &ctx.cancel).await {
-                return false;
-            }
-        }
-        None => log::error!(
-            "no dead-letter topic: refused document {}: {}",
-            item.key.id(),
-            String::from_utf8_lossy(&DeadLetter::encode(&letter))
-        ),
+    if !ctx.dead_letter.send(&letter, &ctx.cancel).await {
+        return false;
     }
     ctx.metrics.dead_lettered.inc();
     true
