@@ -1,6 +1,7 @@
-//! The Kafka source: a consumer group member that hands records to the sink, pauses while
-//! the sink is full, and commits only what is settled (what the acknowledgement window in
-//! [`acks`](crate::acks) says is settled).
+//! The Kafka source: a consumer group member that hands each record to the stage it is
+//! given, pauses while the channel downstream stays full, and commits only what the
+//! acknowledgement window in [`acks`](crate::acks) says is settled. It knows Kafka only:
+//! what a record becomes and where it goes is decided by [`topology`](crate::topology).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

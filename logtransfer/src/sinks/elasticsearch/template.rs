@@ -1,7 +1,13 @@
 //! The index template installed on start: ECS-compatible mappings for every index the
-//! `[es] index` name template can produce.
+//! `[es] index` name template can produce, and its installation.
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::service::ElasticsearchService;
+use crate::backoff::Backoff;
 
 /// The `_index_template` body for indices matching `pattern` (e.g. `logs-*`).
 pub fn index_template(pattern: &str) -> Value {
@@ -58,6 +64,38 @@ pub fn index_template(pattern: &str) -> Value {
             }
         }
     })
+}
+
+/// Installs the index template `name` for `pattern`, retrying while Elasticsearch is not
+/// up yet. False when `stop` fired first.
+pub async fn install(
+    service: &ElasticsearchService,
+    name: &str,
+    pattern: &str,
+    stop: &CancellationToken,
+) -> bool {
+    let path = format!("/_index_template/{name}");
+    let body = index_template(pattern);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        match service.put_json(&path, &body).await {
+            Ok(()) => {
+                log::info!("index template {name:?} installed for {pattern}");
+                return true;
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                log::warn!(
+                    "cannot install index template: {e}; retrying in {} ms",
+                    delay.as_millis()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.cancelled() => return false,
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,117 @@
+//! The wiring: Kafka source -> prepare (decode + bulk encode) -> Elasticsearch sink, with
+//! the acknowledgement window between the sink and the source's commits, the dead-letter
+//! sink behind the Elasticsearch sink, and the topic list from the configuration or etcd.
+//! The only module that knows every other one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use service_kit::shutdown::Shutdown;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::acks::OffsetTracker;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::prepare::Prepare;
+use crate::sinks::dead_letter::DeadLetter;
+use crate::sinks::elasticsearch::encoder::IndexName;
+use crate::sinks::elasticsearch::service::ElasticsearchService;
+use crate::sinks::elasticsearch::sink::{self, SinkContext};
+use crate::sinks::elasticsearch::template;
+use crate::sources::etcd_topics;
+use crate::sources::kafka::KafkaSource;
+
+/// Runs the transfer until `shutdown` triggers, then finishes in-flight requests (for at
+/// most `[transfer] shutdown_timeout_ms`), commits and returns.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    let stop = shutdown.token();
+    let index = IndexName::parse(&config.es.index)?;
+    let pattern = index.pattern();
+    let metrics = Metrics::default();
+    if !config.transfer.metrics_address.is_empty() {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let (addr, _handle) = service_kit::metrics::serve(
+            &config.transfer.metrics_address,
+            Arc::new(registry),
+            shutdown.clone(),
+        )
+        .await?;
+        log::info!("metrics on http://{addr}/metrics");
+    }
+
+    let service = Arc::new(ElasticsearchService::new(&config.es)?);
+    if config.es.install_template
+        && !template::install(&service, &config.es.template_name, &pattern, &stop).await
+    {
+        return Ok(());
+    }
+    let dead_letter = Arc::new(DeadLetter::new(
+        &config.kafka.address,
+        &config.transfer.dead_letter_topic,
+    )?);
+
+    // Topics: fixed, or followed in etcd.
+    let (topics_tx, topics_rx) = watch::channel(service_kit::split_list(&config.kafka.topics));
+    if let Some(etcd) = &config.etcd {
+        let endpoints = service_kit::split_list(&etcd.address);
+        let client =
+            service_kit::etcd::connect(&endpoints, Duration::from_millis(etcd.timeout_ms)).await?;
+        let key = service_kit::host::expand_key_template(
+            &etcd.key,
+            &service_kit::host::primary_ipv4(),
+            &service_kit::host::hostname(),
+        );
+        topics_tx.send_replace(Vec::new());
+        tokio::spawn(etcd_topics::watch_topics(
+            client,
+            key,
+            topics_tx,
+            stop.clone(),
+        ));
+    } else if topics_rx.borrow().is_empty() {
+        return Err(Error::NoTopics);
+    }
+
+    let tracker = Arc::new(OffsetTracker::default());
+    let source = KafkaSource::new(&config.kafka, tracker.clone(), metrics.clone())?;
+    let sink_cancel = CancellationToken::new();
+    let sink_ctx = Arc::new(SinkContext {
+        service,
+        dead_letter,
+        acker: tracker.clone(),
+        metrics: metrics.clone(),
+        batch: config.batch.clone(),
+        cancel: sink_cancel.clone(),
+    });
+    let mut prepare = Prepare::new(index);
+    let (tx, rx) = mpsc::channel(config.batch.max_docs.max(1) * 2);
+    let mut sink_task = tokio::spawn(sink::run(sink_ctx, rx));
+
+    let consumed = source
+        .run(topics_rx, |event| prepare.apply(event), tx, stop.clone())
+        .await;
+
+    // The source dropped its sender: the sink flushes what it holds and settles it.
+    let grace = Duration::from_millis(config.transfer.shutdown_timeout_ms);
+    if tokio::time::timeout(grace, &mut sink_task).await.is_err() {
+        log::warn!(
+            "in-flight bulk requests not settled after {} ms; giving up on them (their records are not committed and will be replayed)",
+            grace.as_millis()
+        );
+        sink_cancel.cancel();
+        let _ = sink_task.await;
+    }
+    source.commit(true);
+    log::info!(
+        "stopped: {} records consumed, {} indexed, {} dead-lettered",
+        metrics.consumed.get(),
+        metrics.indexed.get(),
+        metrics.dead_lettered.get()
+    );
+    consumed?;
+    Ok(())
+}
