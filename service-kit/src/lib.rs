@@ -7,8 +7,10 @@
 //! - [`metrics`]: the Prometheus `/metrics` endpoint for a binary's own counters.
 //! - [`kafka`] and [`etcd`]: client settings that hold up against a broker or etcd outage.
 //! - [`host`]: host name, primary IP and `{ip}`/`{hostname}` key templates.
+//! - [`backoff`]: the one exponential backoff (with jitter) every retry loop uses.
 
 pub mod background;
+pub mod backoff;
 pub mod config;
 pub mod etcd;
 pub mod host;

@@ -3,14 +3,13 @@
 //! - [`config`]: the `[influxdb]` section and which API (1.x or 2.x) it selects;
 //! - [`encoder`]: samples to line protocol with Telegraf's names;
 //! - [`buffer`]: the bounded buffer (oldest dropped first, every point counted once);
-//! - [`retry`]: backoff between failed attempts;
+//! - retries wait with [`service_kit::backoff::Backoff`], shared by every retry loop;
 //! - [`service`]: the HTTP write, gzip, and what each answer means;
 //! - [`sink`]: the driver task tying them together and the flush on shutdown.
 
 pub mod buffer;
 pub mod config;
 pub mod encoder;
-pub mod retry;
 pub mod service;
 pub mod sink;
 

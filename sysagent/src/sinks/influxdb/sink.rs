@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::buffer::{Buffer, Outcome};
 use super::config::InfluxConfig;
-use super::retry::Backoff;
 use super::service::{Service, WriteError};
 use crate::stats::Stats;
+use service_kit::backoff::Backoff;
 
 /// What the final flush achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
