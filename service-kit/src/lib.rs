@@ -8,7 +8,9 @@
 //! - [`kafka`] and [`etcd`]: client settings that hold up against a broker or etcd outage.
 //! - [`host`]: host name, primary IP and `{ip}`/`{hostname}` key templates.
 //! - [`backoff`]: the one exponential backoff (with jitter) every retry loop uses.
+//! - [`ack_window`]: out-of-order acknowledgements, in-order commits (read offsets).
 
+pub mod ack_window;
 pub mod background;
 pub mod backoff;
 pub mod config;
