@@ -4,13 +4,12 @@
 //! earlier line of that file was acknowledged too; a restart resumes there, so a crash
 //! re-sends at most the lines acknowledged since the last write (at-least-once).
 //!
-//! One concern per file: [`file_format`] the JSON file on disk; [`ack_window`] the
-//! contiguous acknowledged prefix of one file's lines; [`progress`] one file's live progress
-//! (identity, size, window, whether a tailer reads it); [`claims`] which tailer reads which
+//! One concern per file: [`file_format`] the JSON file on disk; [`progress`] one file's live
+//! progress (identity, size, whether a tailer reads it, and the contiguous acknowledged prefix
+//! of its lines in a [`service_kit::ack_window::AckWindow`]); [`claims`] which tailer reads which
 //! file and from where; [`store`] the persisted and live checkpoints, folded together on
 //! each flush; [`write_spell`] reporting failing writes once per spell.
 
-pub mod ack_window;
 pub mod claims;
 pub mod file_format;
 pub mod progress;

@@ -4,8 +4,8 @@
 use std::fs::File;
 
 use parking_lot::Mutex;
+use service_kit::ack_window::AckWindow;
 
-use super::ack_window::AckWindow;
 use crate::identity::FileIdentity;
 
 /// Which file for which topic: the same file collected into two topics has two checkpoints.
@@ -41,6 +41,8 @@ pub struct FileProgress {
 #[derive(Debug)]
 struct ProgressInner {
     identity: FileIdentity,
+    /// Positions are end offsets: the committable position is the byte after the last line
+    /// of the acknowledged prefix, which is what the checkpoint stores.
     window: AckWindow,
     sent: u64,
     claimed: bool,
@@ -91,15 +93,15 @@ impl FileProgress {
     /// while the sink was full). Only the last registered line can be taken back.
     pub fn abandon(&self, seq: u64) {
         let mut g = self.inner.lock();
-        if g.window.abandon(seq) {
-            g.sent = g.window.last_end();
+        if g.window.abandon_last(seq) {
+            g.sent = g.window.last_position();
         }
     }
 
     /// The identity and committed offset to persist.
     pub fn committed(&self) -> (FileIdentity, u64) {
         let g = self.inner.lock();
-        (g.identity, g.window.committed())
+        (g.identity, g.window.committable())
     }
 
     /// Byte after the last line handed to the sink.
@@ -109,7 +111,7 @@ impl FileProgress {
 
     /// Lines sent but not yet committed.
     pub fn in_flight(&self) -> usize {
-        self.inner.lock().window.in_flight()
+        self.inner.lock().window.len()
     }
 
     /// Claims the file again for a new tailer when no tailer reads it. It resumes where the
@@ -122,7 +124,7 @@ impl FileProgress {
             return Reclaim::Busy;
         }
         let same = g.identity.head_matches(file).unwrap_or(false) && size >= g.sent;
-        if same || g.window.in_flight() > 0 {
+        if same || !g.window.is_empty() {
             g.claimed = true;
             Reclaim::Resume(g.sent)
         } else {
@@ -138,7 +140,7 @@ impl FileProgress {
     /// Nobody reads the file and nothing of it is in flight: its progress can be dropped.
     pub(super) fn is_settled(&self) -> bool {
         let g = self.inner.lock();
-        !g.claimed && g.window.in_flight() == 0
+        !g.claimed && g.window.is_empty()
     }
 
     /// Updates the identity (the fingerprint grows as the file does) and the last seen size.
@@ -152,7 +154,10 @@ impl FileProgress {
     pub fn reset(&self, identity: FileIdentity) {
         let mut g = self.inner.lock();
         g.identity = identity;
-        g.window.restart_at(0);
+        // The caller waited until nothing is in flight, so this only moves the committed
+        // offset; were a line still outstanding, its late acknowledgement is ignored instead
+        // of carrying the new content's checkpoint to an offset of the old content.
+        g.window.reset(0);
         g.sent = 0;
         g.size = 0;
     }
@@ -160,7 +165,7 @@ impl FileProgress {
     /// Bytes in the file not yet acknowledged (for the lag metric).
     pub fn lag_bytes(&self) -> u64 {
         let g = self.inner.lock();
-        g.size.saturating_sub(g.window.committed())
+        g.size.saturating_sub(g.window.committable())
     }
 
     /// Path of the file (informational).
