@@ -1,5 +1,5 @@
-//! Wires the agent together: local config → checkpoints, metrics, Kafka sink → etcd watch →
-//! supervisor, and the shutdown sequence (stop reading, flush the producer, write
+//! Wires the agent together: local config → checkpoints, metrics, Kafka sink → etcd watch
+//! ([`KeyWatcher`]) → supervisor, and the shutdown sequence (stop reading, flush the producer, write
 //! checkpoints).
 
 use std::net::SocketAddr;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use service_kit::background::Background;
+use service_kit::etcd::{KeyUpdate, KeyWatcher};
 use service_kit::shutdown::Shutdown;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -24,7 +25,6 @@ use crate::in_flight::InFlightLimit;
 use crate::metrics::Metrics;
 use crate::sinks::kafka::KafkaSink;
 use crate::sinks::{Sink, SinkError};
-use crate::sources::etcd_watch::{ConfigUpdate, EtcdWatch};
 use crate::sources::file::chunks::ChunkPool;
 use crate::sources::file::events::FileEvents;
 use crate::sources::file::shipper::Shipper;
@@ -236,14 +236,14 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         rejected_revision: None,
     };
 
-    let (tx, mut rx) = mpsc::channel::<ConfigUpdate>(16);
+    // Read the key, then watch it from the read's revision + 1; on any error (etcd restarted,
+    // the watched revision compacted) back off, read again and re-watch. A value can arrive
+    // twice; `State::apply` makes a repeated config a no-op.
+    let (tx, mut rx) = mpsc::channel::<KeyUpdate>(16);
     let watch_cancel = CancellationToken::new();
-    let watch = EtcdWatch {
-        endpoints: config.etcd.endpoints(),
-        timeout: config.etcd.timeout(),
-        key: key.clone(),
-    };
-    log::info!("collect config key {key} on etcd {:?}", watch.endpoints);
+    let endpoints = config.etcd.endpoints();
+    log::info!("collect config key {key} on etcd {endpoints:?}");
+    let watch = KeyWatcher::new(endpoints, key.clone(), config.etcd.timeout());
     let watch_task = tokio::spawn(watch.run(tx, watch_cancel.clone()));
 
     match tokio::time::timeout(config.etcd.timeout(), rx.recv()).await {
@@ -316,7 +316,7 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
 
 impl State {
     /// Applies an update; false when it was rejected (the running config stays).
-    async fn apply(&mut self, update: ConfigUpdate) -> bool {
+    async fn apply(&mut self, update: KeyUpdate) -> bool {
         let config = match &update.value {
             None => {
                 log::warn!(

@@ -2,7 +2,7 @@
 //!
 //! Layout (one concern per file):
 //! [`config`] the local config file; [`collect_config`] the etcd JSON schema and path
-//! policy (also used by `etcd-put`); [`sources::etcd_watch`] read + watch of the key;
+//! policy (also used by `etcd-put`), read and watched with `service_kit::etcd::KeyWatcher`;
 //! [`sources::file`] glob discovery, [`sources::file::tailer`] reading and rotation,
 //! [`sources::file::shipper`] hand-over to the sink within the in-flight limit,
 //! [`sources::file::events`] inotify wake-ups, [`sources::file::multiline`] event joining;

@@ -1,5 +1,4 @@
-//! Where lines and configuration come from: [`file`] (tailing) and [`etcd_watch`] (the
-//! collect config).
+//! Where lines come from: [`file`] (tailing). The collect config comes from etcd through
+//! [`service_kit::etcd::KeyWatcher`], wired in [`crate::agent`].
 
-pub mod etcd_watch;
 pub mod file;
