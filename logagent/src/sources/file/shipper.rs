@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use service_kit::backoff::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use super::chunks::Batch;
@@ -113,8 +114,9 @@ impl Shipper {
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
         // The producer's queue is full only if its limits were set below ours: back off so
-        // a hundred waiting tailers do not spin.
-        let mut pause = Duration::from_millis(1);
+        // a hundred waiting tailers do not spin (the jitter keeps them out of step). Made on
+        // the first refusal only, so that a line the sink takes at once costs nothing.
+        let mut backoff: Option<Backoff> = None;
         loop {
             match self
                 .sink
@@ -124,6 +126,11 @@ impl Shipper {
                 // Broken: the agent is stopping because of it; hold the line until then.
                 Err(SendError::Full(t) | SendError::Broken(t)) => {
                     token = t;
+                    let pause = backoff
+                        .get_or_insert_with(|| {
+                            Backoff::new(Duration::from_millis(1), Duration::from_millis(50))
+                        })
+                        .next_delay();
                     tokio::select! {
                         _ = cancel.cancelled() => {
                             token.abandon();
@@ -131,7 +138,6 @@ impl Shipper {
                         }
                         _ = tokio::time::sleep(pause) => {}
                     }
-                    pause = (pause * 2).min(Duration::from_millis(50));
                 }
                 Err(SendError::Rejected(t, why)) => {
                     // Permanent: retrying cannot help, and holding the file back would stop
