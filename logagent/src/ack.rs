@@ -85,23 +85,32 @@ impl Drop for AckToken {
     }
 }
 
+/// A claimed file's acknowledgements, for the tests of the modules that settle tokens.
+#[cfg(test)]
+pub(crate) fn test_file_acks(
+    max_lines: usize,
+    max_bytes: usize,
+) -> (tempfile::TempDir, Arc<FileAcks>, InFlightLimit) {
+    use crate::checkpoint::{CheckpointStore, Claim};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.log");
+    std::fs::write(&log, b"one\ntwo\n").unwrap();
+    let store = CheckpointStore::open(dir.path()).unwrap();
+    let f = std::fs::File::open(&log).unwrap();
+    let Claim::Granted { progress, .. } = store.claim("t", "a.log", &f).unwrap() else {
+        panic!("busy")
+    };
+    let limit = InFlightLimit::new(max_lines, max_bytes);
+    (dir, FileAcks::new(progress, limit.clone()), limit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{CheckpointStore, Claim};
 
     /// A file's acks within a limit of 2 lines, with one line's permits held per token.
     fn setup() -> (tempfile::TempDir, Arc<FileAcks>, InFlightLimit) {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("a.log");
-        std::fs::write(&log, b"one\ntwo\n").unwrap();
-        let store = CheckpointStore::open(dir.path()).unwrap();
-        let f = std::fs::File::open(&log).unwrap();
-        let Claim::Granted { progress, .. } = store.claim("t", "a.log", &f).unwrap() else {
-            panic!("busy")
-        };
-        let limit = InFlightLimit::new(2, 100);
-        (dir, FileAcks::new(progress, limit.clone()), limit)
+        test_file_acks(2, 100)
     }
 
     async fn token(acks: &Arc<FileAcks>, limit: &InFlightLimit, end: u64) -> AckToken {

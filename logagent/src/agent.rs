@@ -27,6 +27,7 @@ use crate::sinks::kafka::KafkaSink;
 use crate::sinks::{Sink, SinkError};
 use crate::sources::file::chunks::ChunkPool;
 use crate::sources::file::events::FileEvents;
+use crate::sources::file::retry::Retries;
 use crate::sources::file::shipper::Shipper;
 use crate::sources::file::tailer::{TailContext, TailSettings};
 use crate::supervisor::Supervisor;
@@ -192,12 +193,16 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         config.kafka.chan_size,
         (config.kafka.queue_max_kbytes as usize).saturating_mul(1024),
     );
+    // The shipper's retry policy exists before the sink, which reports failed deliveries
+    // into it; the shipper then starts it with the sink to produce them again.
+    let retries = Retries::new(Arc::clone(&metrics));
     let sink = Arc::new(KafkaSink::new(
         &config.kafka.brokers(),
         &config.kafka.compression,
         config.kafka.linger_ms,
         &limit,
         Arc::clone(&metrics),
+        retries.reports(),
     )?);
     let host = config.agent.host_name();
     let ctx = Arc::new(TailContext {
@@ -205,6 +210,7 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
             Arc::clone(&sink) as Arc<dyn Sink>,
             limit.clone(),
             Arc::clone(&metrics),
+            retries,
         ),
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),

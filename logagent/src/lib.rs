@@ -5,6 +5,7 @@
 //! policy (also used by `etcd-put`), read and watched with `service_kit::etcd::KeyWatcher`;
 //! [`sources::file`] glob discovery, [`sources::file::tailer`] reading and rotation,
 //! [`sources::file::shipper`] hand-over to the sink within the in-flight limit,
+//! [`sources::file::retry`] what becomes of a line whose delivery failed,
 //! [`sources::file::events`] inotify wake-ups, [`sources::file::multiline`] event joining;
 //! [`identity`] which file is which (used by the tailer and the checkpoints); [`encode`] the
 //! Kafka message; [`sinks::kafka`] the producer; [`ack`] the settle-once acknowledgement of

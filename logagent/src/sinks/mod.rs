@@ -18,6 +18,57 @@ pub enum SendError {
     Broken(AckToken),
 }
 
+/// A message the sink accepted but could not deliver, handed back with its token: what
+/// becomes of it (produced again, skipped, or left for a restart) is the shipper's policy
+/// (`sources::file::retry`), not the sink's.
+#[derive(Debug)]
+pub enum Undelivered {
+    /// Producing it again may succeed (the producer was fenced, a topic not authorised yet).
+    Retriable {
+        /// The message, copied out of the sink's delivery report.
+        message: OwnedMessage,
+        /// The line's acknowledgement.
+        token: AckToken,
+        /// What the sink said.
+        reason: String,
+    },
+    /// The broker refuses it as larger than it accepts: producing it again cannot succeed.
+    TooLarge {
+        /// Its topic.
+        topic: String,
+        /// Its size.
+        bytes: usize,
+        /// The line's acknowledgement.
+        token: AckToken,
+    },
+    /// The sink can deliver nothing any more (a fatal producer error).
+    Broken {
+        /// The line's acknowledgement.
+        token: AckToken,
+    },
+}
+
+/// A message to produce again, as [`Sink::try_send`] takes it.
+#[derive(Debug)]
+pub struct OwnedMessage {
+    /// Kafka topic.
+    pub topic: String,
+    /// Message key.
+    pub key: Vec<u8>,
+    /// Message value.
+    pub payload: Vec<u8>,
+    /// Read time (Unix milliseconds) of the first send.
+    pub timestamp_ms: i64,
+}
+
+/// Where a sink reports the messages it could not deliver. Called on the sink's delivery
+/// thread, so it must not block; only failures are reported (a delivered message's token
+/// is acknowledged by the sink itself).
+pub trait DeliveryReports: Send + Sync {
+    /// `message` was not delivered.
+    fn undelivered(&self, message: Undelivered);
+}
+
 /// Why the sink could not be created or flushed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -59,8 +110,8 @@ pub enum SinkError {
 pub trait Sink: Send + Sync {
     /// Hands one message, read at `timestamp_ms` (Unix milliseconds), to the sink without
     /// blocking. The sink settles the token with [`AckToken::ack`] once the message is
-    /// durably stored (or refused for good); a token it drops leaves the line
-    /// unacknowledged, so the checkpoint does not pass it.
+    /// durably stored, and hands it to its [`DeliveryReports`] when delivery failed; a
+    /// token it drops leaves the line unacknowledged, so the checkpoint does not pass it.
     fn try_send(
         &self,
         topic: &str,

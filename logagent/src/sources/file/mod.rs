@@ -6,6 +6,7 @@ pub mod chunks;
 pub mod events;
 pub mod lines;
 pub mod multiline;
+pub mod retry;
 pub mod shipper;
 pub mod tailer;
 

@@ -1,5 +1,7 @@
 //! Hands a tailer's encoded lines to the sink: takes their room in the in-flight limit,
-//! gives each line its [`AckToken`], and waits while the sink's queue is full.
+//! gives each line its [`AckToken`], and waits while the sink's queue is full. It also owns
+//! what happens to a line whose delivery failed ([`super::retry`]): the sink only produces
+//! and reports.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use service_kit::backoff::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use super::chunks::Batch;
+use super::retry::Retries;
 use crate::ack::{AckToken, FileAcks};
 use crate::checkpoint::FileProgress;
 use crate::in_flight::{Held, InFlightLimit};
@@ -35,15 +38,25 @@ pub struct Shipper {
     sink: Arc<dyn Sink>,
     limit: InFlightLimit,
     metrics: Arc<Metrics>,
+    /// Produces failed lines again; it ends with the sink, so it is never joined.
+    _retry_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Shipper {
-    /// Ships to `sink` within `limit`.
-    pub fn new(sink: Arc<dyn Sink>, limit: InFlightLimit, metrics: Arc<Metrics>) -> Self {
+    /// Ships to `sink` within `limit`; `retries` (whose reports `sink` was made with) handles
+    /// the deliveries that failed.
+    pub fn new(
+        sink: Arc<dyn Sink>,
+        limit: InFlightLimit,
+        metrics: Arc<Metrics>,
+        retries: Retries,
+    ) -> Self {
+        let retry_thread = retries.start(Arc::downgrade(&sink));
         Shipper {
             sink,
             limit,
             metrics,
+            _retry_thread: retry_thread,
         }
     }
 
