@@ -372,66 +372,12 @@ impl LoggerConfig {
     }
 }
 
-/// INI to the same tree TOML gives: section names split on `.` into nested tables.
-/// Values: `true`/`false` are booleans, integers are integers, the rest strings
-/// (quotes stripped).
+/// INI to the same tree TOML gives, in the platform's one INI dialect
+/// ([`conf_file::ini`]: `;`/`#` comments at the start of a line or after whitespace,
+/// dotted sections nest). Values: unquoted `true`/`false` are booleans, unquoted integers
+/// are integers, the rest strings (quotes stripped).
 fn ini_to_table(text: &str) -> Result<toml::Table, String> {
-    let mut root = toml::Table::new();
-    let mut section: Vec<String> = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix('[') {
-            let Some(name) = rest.strip_suffix(']') else {
-                return Err(format!("line {}: section header `{line}` lacks `]`", n + 1));
-            };
-            section = name.split('.').map(|s| s.trim().to_string()).collect();
-            if section.iter().any(String::is_empty) {
-                return Err(format!("line {}: empty name in section `{line}`", n + 1));
-            }
-            continue;
-        }
-        let Some((k, v)) = line.split_once('=') else {
-            return Err(format!(
-                "line {}: expected `key = value`, got `{line}`",
-                n + 1
-            ));
-        };
-        let key = k.trim().to_string();
-        let v = v.trim();
-        let value = if let Some(s) = v
-            .strip_prefix('"')
-            .and_then(|s| s.strip_suffix('"'))
-            .or_else(|| v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
-        {
-            toml::Value::String(s.to_string())
-        } else if v == "true" || v == "false" {
-            toml::Value::Boolean(v == "true")
-        } else if let Ok(i) = v.parse::<i64>() {
-            toml::Value::Integer(i)
-        } else {
-            toml::Value::String(v.to_string())
-        };
-        let mut table = &mut root;
-        for part in &section {
-            let entry = table
-                .entry(part.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            table = match entry {
-                toml::Value::Table(t) => t,
-                _ => {
-                    return Err(format!(
-                        "line {}: `{part}` is both a key and a section",
-                        n + 1
-                    ));
-                }
-            };
-        }
-        table.insert(key, value);
-    }
-    Ok(root)
+    conf_file::ini::parse(text, conf_file::Scalars::Typed).map_err(|error| error.to_string())
 }
 
 /// Parses `"100MB"`, `"64KiB"`, `"1GB"`, `"4096"` into bytes (KB/MB/GB are powers of

@@ -1,38 +1,31 @@
 //! Loading a component's config struct from INI or TOML, with environment overrides.
 //!
 //! The file format is chosen by extension: `.ini`/`.conf`/`.cfg` are INI, `.toml` is TOML.
-//! Environment variables `{PREFIX}_{SECTION}_{KEY}` override a file's values (section names
-//! contain no underscore, keys may): `LOGAGENT_KAFKA_CHAN_SIZE=10` sets `[kafka] chan_size`.
+//! Environment variables `{PREFIX}_{SECTION}_{KEY}` override a file's values:
+//! `LOGAGENT_KAFKA_CHAN_SIZE=10` sets `[kafka] chan_size`. Only variables naming a section
+//! and key the config struct has count; others with the prefix (Kubernetes'
+//! `LOGAGENT_SERVICE_HOST`, the `--log-level` flag's `LOGAGENT_LOG_LEVEL` when the config has
+//! no `[log]` section) are logged once as ignored, never an error.
 //! INI and environment values are text; they are converted to the field's type when the
 //! struct is built, and a value that does not convert is reported with its key.
 //!
-//! INI comments start with `;` or `#`, at the start of a line or after whitespace
-//! (`chan_size = 100 ; lines`), as in the original tools' `conf.ini`; a value that must
-//! contain ` ;` or ` #` is written in double quotes.
+//! The INI dialect is [`conf_file::ini`]'s, shared with the logger's files: comments start
+//! with `;` or `#`, at the start of a line or after whitespace (`chan_size = 100 ; lines`),
+//! as in the original tools' `conf.ini`; a value that must contain ` ;` or ` #` is written
+//! in double quotes.
 
 use std::path::{Path, PathBuf};
 
+use conf_file::env::EnvOverrides;
+use conf_file::schema::Schema;
+use conf_file::{ParseError, Scalars};
 use serde::de::DeserializeOwned;
 
-/// The two file formats a component's config can be written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// `[section]` headers and `key = value` lines; `;` and `#` start comments.
-    Ini,
-    /// TOML with one table per section.
-    Toml,
-}
+pub use conf_file::ConfigFormat;
 
-impl Format {
-    /// The format a file name's extension implies, if it implies one.
-    pub fn from_path(path: &Path) -> Option<Format> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
-            "ini" | "conf" | "cfg" => Some(Format::Ini),
-            "toml" => Some(Format::Toml),
-            _ => None,
-        }
-    }
-}
+/// The former name of [`ConfigFormat`] (the logger's name for the same thing), kept while
+/// callers move over.
+pub type Format = ConfigFormat;
 
 /// Why a config could not be loaded. Every variant names the input that was wrong.
 #[derive(Debug, thiserror::Error)]
@@ -64,9 +57,49 @@ pub enum ConfigError {
     },
 }
 
-/// Loads `T` from the file at `path` and applies `{env_prefix}_{SECTION}_{KEY}` overrides.
+/// A loaded config and what the caller should warn about once its log is set up.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    /// The config.
+    pub config: T,
+    /// Environment variables with the prefix that name no known section and key, ignored.
+    pub ignored_env: Vec<String>,
+}
+
+impl<T> Loaded<T> {
+    /// Logs the ignored environment variables (one warning) and returns the config.
+    pub fn warn_and_take(self) -> T {
+        warn_ignored(&self.ignored_env);
+        self.config
+    }
+}
+
+/// One warning listing the ignored variables (none: nothing logged).
+pub fn warn_ignored(ignored_env: &[String]) {
+    if !ignored_env.is_empty() {
+        log::warn!(
+            "ignoring environment variables {} : they name no config section and key (overrides are <PREFIX>_<SECTION>_<KEY>)",
+            ignored_env.join(", ")
+        );
+    }
+}
+
+/// Loads `T` from the file at `path` and applies `{env_prefix}_{SECTION}_{KEY}` overrides;
+/// ignored variables are logged (see [`load_reporting`] to log them later).
 pub fn load<T: DeserializeOwned>(path: &Path, env_prefix: &str) -> Result<T, ConfigError> {
-    let format = Format::from_path(path).ok_or_else(|| ConfigError::UnknownFormat {
+    load_reporting(Some(path), env_prefix).map(Loaded::warn_and_take)
+}
+
+/// Loads `T` from the file at `path` (`None`: defaults only) plus environment overrides,
+/// returning the ignored variables for the caller to log once its logger is installed.
+pub fn load_reporting<T: DeserializeOwned>(
+    path: Option<&Path>,
+    env_prefix: &str,
+) -> Result<Loaded<T>, ConfigError> {
+    let Some(path) = path else {
+        return build("", ConfigFormat::Toml, Some(env_prefix), "environment");
+    };
+    let format = ConfigFormat::from_path(path).ok_or_else(|| ConfigError::UnknownFormat {
         path: path.to_owned(),
     })?;
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -79,111 +112,97 @@ pub fn load<T: DeserializeOwned>(path: &Path, env_prefix: &str) -> Result<T, Con
 /// Loads `T` from text; with `env_prefix` set, environment overrides apply too.
 pub fn load_str<T: DeserializeOwned>(
     text: &str,
-    format: Format,
+    format: ConfigFormat,
     env_prefix: Option<&str>,
 ) -> Result<T, ConfigError> {
-    build(text, format, env_prefix, "inline text")
+    build(text, format, env_prefix, "inline text").map(Loaded::warn_and_take)
 }
 
 /// Loads `T` from its defaults plus environment overrides only (no file given).
 pub fn load_env_only<T: DeserializeOwned>(env_prefix: &str) -> Result<T, ConfigError> {
-    build("", Format::Toml, Some(env_prefix), "environment")
+    load_reporting(None, env_prefix).map(Loaded::warn_and_take)
 }
 
 fn build<T: DeserializeOwned>(
     text: &str,
-    format: Format,
+    format: ConfigFormat,
     env_prefix: Option<&str>,
     origin: &str,
-) -> Result<T, ConfigError> {
-    let (text, file_format) = match format {
-        Format::Ini => (strip_inline_comments(text), config::FileFormat::Ini),
-        Format::Toml => (text.to_owned(), config::FileFormat::Toml),
-    };
-    let mut builder =
-        config::Config::builder().add_source(config::File::from_str(&text, file_format));
+) -> Result<Loaded<T>, ConfigError> {
+    // Text scalars: the `config` crate converts text to each field's type, as it did when it
+    // parsed the INI itself (`0123` stays `0123` for a string field).
+    let table = conf_file::parse(text, format, Scalars::Text).map_err(|error| match error {
+        ParseError::Ini(e) => invalid_message(origin, e.to_string()),
+        ParseError::Toml(e) => invalid_message(origin, e.to_string()),
+    })?;
+    let mut builder = config::Config::builder().add_source(TableSource(table));
+    let mut ignored_env = Vec::new();
     if let Some(prefix) = env_prefix {
-        for (key, value) in env_overrides(prefix, std::env::vars()) {
+        let env = EnvOverrides::from_env(prefix, &Schema::of::<T>());
+        for o in env.overrides {
             builder = builder
-                .set_override(key.as_str(), value)
+                .set_override(format!("{}.{}", o.section, o.key), o.value)
                 .map_err(|error| invalid("environment", error))?;
         }
+        ignored_env = env.ignored;
     }
     let merged = builder.build().map_err(|error| invalid(origin, error))?;
-    merged
+    let config = merged
         .try_deserialize()
-        .map_err(|error| invalid(origin, error))
+        .map_err(|error| invalid(origin, error))?;
+    Ok(Loaded {
+        config,
+        ignored_env,
+    })
 }
 
-/// Removes `;`/`#` comments that follow a value after whitespace, outside double quotes,
-/// and unquotes quoted values, which the INI parser would otherwise keep verbatim.
-fn strip_inline_comments(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        let mut in_quotes = false;
-        let mut previous_is_space = false;
-        let mut cut = line.len();
-        for (index, character) in line.char_indices() {
-            match character {
-                '"' => in_quotes = !in_quotes,
-                ';' | '#' if !in_quotes && (index == 0 || previous_is_space) => {
-                    cut = index;
-                    break;
-                }
-                _ => {}
-            }
-            previous_is_space = character.is_whitespace();
-        }
-        let kept = line[..cut].trim_end();
-        match kept.split_once('=') {
-            Some((key, value)) => {
-                let value = value.trim();
-                let unquoted = value
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(value);
-                out.push_str(key.trim_end());
-                out.push_str(" = ");
-                out.push_str(unquoted);
-            }
-            None => out.push_str(kept),
-        }
-        out.push('\n');
+/// A parsed table as a `config` source: the `config` crate merges it with the overrides and
+/// converts text values to the fields' types.
+#[derive(Debug, Clone)]
+struct TableSource(toml::Table);
+
+impl config::Source for TableSource {
+    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
+        Box::new(self.clone())
     }
-    out
+
+    fn collect(&self) -> Result<config::Map<String, config::Value>, config::ConfigError> {
+        Ok(self
+            .0
+            .iter()
+            .map(|(key, value)| (key.clone(), to_config_value(value)))
+            .collect())
+    }
 }
 
-/// The `section.key` paths and values that environment variables with `prefix` override.
-fn env_overrides(
-    prefix: &str,
-    vars: impl Iterator<Item = (String, String)>,
-) -> Vec<(String, String)> {
-    let wanted = format!("{}_", prefix.to_ascii_uppercase());
-    let mut overrides: Vec<(String, String)> = vars
-        .filter_map(|(name, value)| {
-            let rest = name.strip_prefix(&wanted)?;
-            let (section, key) = rest.split_once('_')?;
-            if section.is_empty() || key.is_empty() {
-                return None;
-            }
-            Some((
-                format!(
-                    "{}.{}",
-                    section.to_ascii_lowercase(),
-                    key.to_ascii_lowercase()
-                ),
-                value,
-            ))
-        })
-        .collect();
-    overrides.sort();
-    overrides
+fn to_config_value(value: &toml::Value) -> config::Value {
+    let kind = match value {
+        toml::Value::String(s) => config::ValueKind::String(s.clone()),
+        toml::Value::Integer(i) => config::ValueKind::I64(*i),
+        toml::Value::Float(f) => config::ValueKind::Float(*f),
+        toml::Value::Boolean(b) => config::ValueKind::Boolean(*b),
+        toml::Value::Datetime(d) => config::ValueKind::String(d.to_string()),
+        toml::Value::Array(items) => {
+            config::ValueKind::Array(items.iter().map(to_config_value).collect())
+        }
+        toml::Value::Table(table) => config::ValueKind::Table(
+            table
+                .iter()
+                .map(|(k, v)| (k.clone(), to_config_value(v)))
+                .collect(),
+        ),
+    };
+    config::Value::new(None, kind)
 }
 
 fn invalid(origin: &str, error: config::ConfigError) -> ConfigError {
+    invalid_message(origin, error.to_string())
+}
+
+fn invalid_message(origin: &str, message: String) -> ConfigError {
     ConfigError::Invalid {
         origin: origin.to_owned(),
-        message: error.to_string(),
+        message,
     }
 }
 
@@ -263,23 +282,6 @@ mod tests {
     }
 
     #[test]
-    fn env_names_map_to_section_and_key() {
-        let vars = vec![
-            ("LOGAGENT_KAFKA_CHAN_SIZE".to_owned(), "7".to_owned()),
-            ("LOGAGENT_ETCD_ADDRESS".to_owned(), "x".to_owned()),
-            ("LOGAGENT_NOKEY".to_owned(), "ignored".to_owned()),
-            ("OTHER_KAFKA_ADDRESS".to_owned(), "ignored".to_owned()),
-        ];
-        assert_eq!(
-            env_overrides("logagent", vars.into_iter()),
-            vec![
-                ("etcd.address".to_owned(), "x".to_owned()),
-                ("kafka.chan_size".to_owned(), "7".to_owned()),
-            ]
-        );
-    }
-
-    #[test]
     fn env_overrides_win_over_the_file() {
         // A prefix no other test uses: the process environment is shared between tests.
         // SAFETY: no other thread reads or writes this variable.
@@ -290,11 +292,68 @@ mod tests {
         assert_eq!(conf.kafka.address, "10.0.0.1:9092, 10.0.0.2:9092");
     }
 
+    /// `LOGAGENT_LOG_LEVEL=debug` (the flag's variable) and Kubernetes'
+    /// `LOGAGENT_SERVICE_HOST` used to fail the load with "unknown field": they name no
+    /// section and key, so they are ignored and reported instead.
+    #[test]
+    fn env_variables_naming_no_section_and_key_are_ignored_not_fatal() {
+        // A prefix no other test uses: the process environment is shared between tests.
+        // SAFETY: no other thread reads or writes these variables.
+        unsafe {
+            std::env::set_var("SVCKITIGN_LOG_LEVEL", "debug");
+            std::env::set_var("SVCKITIGN_SERVICE_HOST", "10.0.0.1");
+            std::env::set_var("SVCKITIGN_KAFKA_CHAN_SIZE", "8");
+        }
+        let loaded = build::<Conf>(INI, Format::Ini, Some("SVCKITIGN"), "inline text");
+        let from_env_only = load_env_only::<Conf>("SVCKITIGN");
+        unsafe {
+            std::env::remove_var("SVCKITIGN_LOG_LEVEL");
+            std::env::remove_var("SVCKITIGN_SERVICE_HOST");
+            std::env::remove_var("SVCKITIGN_KAFKA_CHAN_SIZE");
+        }
+        let loaded = loaded.unwrap();
+        assert_eq!(
+            loaded.config.kafka.chan_size, 8,
+            "a known key still overrides"
+        );
+        assert_eq!(
+            loaded.ignored_env,
+            vec!["SVCKITIGN_LOG_LEVEL", "SVCKITIGN_SERVICE_HOST"]
+        );
+        assert_eq!(from_env_only.unwrap().kafka.chan_size, 8);
+    }
+
+    #[test]
+    fn an_env_value_of_the_wrong_type_names_the_key() {
+        // SAFETY: as above, a prefix of its own.
+        unsafe { std::env::set_var("SVCKITBAD_KAFKA_CHAN_SIZE", "lots") };
+        let err = load_str::<Conf>(INI, Format::Ini, Some("SVCKITBAD")).unwrap_err();
+        unsafe { std::env::remove_var("SVCKITBAD_KAFKA_CHAN_SIZE") };
+        assert!(err.to_string().contains("chan_size"), "{err}");
+    }
+
+    #[test]
+    fn ini_syntax_errors_name_the_origin_and_line() {
+        let err = load_str::<Conf>(
+            "[kafka]
+no separator
+",
+            Format::Ini,
+            None,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("inline text") && text.contains("line 2"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn the_format_follows_the_extension() {
         assert_eq!(
             Format::from_path(Path::new("a/conf.ini")),
-            Some(Format::Ini)
+            Some(ConfigFormat::Ini)
         );
         assert_eq!(Format::from_path(Path::new("a/b.TOML")), Some(Format::Toml));
         assert_eq!(Format::from_path(Path::new("a/b.yaml")), None);
