@@ -1,4 +1,5 @@
-//! Who this host is: read once at start (sysinfo for the OS, `uname` for the kernel).
+//! Who this host is: read once at start (the host name from service-kit, like every
+//! binary; sysinfo for the OS, `uname` for the kernel).
 
 use std::ffi::CStr;
 
@@ -11,10 +12,9 @@ use crate::sample::HostInfo;
 pub fn detect(hostname: &str, tags: Vec<(String, String)>) -> HostInfo {
     let u = uname();
     let hostname = if hostname.trim().is_empty() {
-        System::host_name()
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| u.nodename.clone())
+        // The same name logagent and logtransfer put on their records.
+        let name = service_kit::host::hostname();
+        if name.is_empty() { u.nodename } else { name }
     } else {
         hostname.trim().to_string()
     };
@@ -34,6 +34,7 @@ pub fn detect(hostname: &str, tags: Vec<(String, String)>) -> HostInfo {
 
 struct Uname {
     sysname: String,
+    /// The fallback host name (the kernel's node name; the host name is that same name).
     nodename: String,
     release: String,
     version: String,
