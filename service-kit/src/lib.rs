@@ -5,7 +5,9 @@
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one cancellation signal every task can wait on.
 //! - [`background`]: a service on its own runtime in a thread, stopped through that signal.
 //! - [`metrics`]: the Prometheus `/metrics` endpoint for a binary's own counters.
-//! - [`kafka`] and [`etcd`]: client settings that hold up against a broker or etcd outage.
+//! - `kafka` and `etcd` (cargo features of the same names, so that a binary that talks to
+//!   neither builds neither librdkafka nor tonic): client settings that hold up against a
+//!   broker or etcd outage, and the etcd key watcher.
 //! - [`host`]: host name, primary IP and `{ip}`/`{hostname}` key templates.
 //! - [`backoff`]: the one exponential backoff (with jitter) every retry loop uses.
 //! - [`ack_window`]: out-of-order acknowledgements, in-order commits (read offsets).
@@ -14,8 +16,10 @@ pub mod ack_window;
 pub mod background;
 pub mod backoff;
 pub mod config;
+#[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod host;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod metrics;
 pub mod shutdown;
