@@ -1,11 +1,11 @@
 //! Validates and writes logagent's collect configuration into etcd.
 //!
-//! The value is checked with the agent's own schema ([`logagent::collect_config`]) before
+//! The value is checked with the agent's own schema (the [`collect_config`] crate) before
 //! anything is written, so a config that the agent would reject never reaches etcd. Keys
 //! accept the agent's `{ip}` and `{hostname}` templates.
 
+use collect_config::{AllowedPaths, CollectConfig, CollectConfigError};
 use etcd_client::{Client, DeleteOptions, GetOptions};
-use logagent::collect_config::{self, AllowedPaths, CollectConfig, CollectConfigError};
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
