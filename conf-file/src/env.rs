@@ -96,15 +96,8 @@ fn split(rest: &str, schema: &Schema) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::Kafka;
     use serde::Deserialize;
-
-    #[allow(dead_code)]
-    #[derive(Deserialize, Default)]
-    #[serde(default, deny_unknown_fields)]
-    struct Kafka {
-        address: String,
-        chan_size: u64,
-    }
 
     #[allow(dead_code)]
     #[derive(Deserialize, Default)]

@@ -64,6 +64,19 @@ pub fn parse(
     }
 }
 
+/// A config section the tests of several modules share.
+#[cfg(test)]
+mod fixtures {
+    #[allow(dead_code)] // only its shape is read
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default, deny_unknown_fields)]
+    pub(crate) struct Kafka {
+        address: String,
+        #[serde(rename = "chan_size")]
+        channel_size: u64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

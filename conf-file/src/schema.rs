@@ -227,16 +227,8 @@ impl<'de> MapAccess<'de> for Entries<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::Kafka;
     use std::collections::HashMap;
-
-    #[allow(dead_code)]
-    #[derive(Deserialize, Default)]
-    #[serde(default, deny_unknown_fields)]
-    struct Kafka {
-        address: String,
-        #[serde(rename = "chan_size")]
-        channel_size: u64,
-    }
 
     #[allow(dead_code)]
     #[derive(Deserialize)]
