@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: one loader for INI (the `conf.ini` layout of the original Go tools), TOML and
 //!   environment overrides, with errors that name the file, the key and the reason.
+//! - [`daemon`]: the daemons' one entry-point shape, their `[log]` section and `--log-level`.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one cancellation signal every task can wait on.
 //! - [`background`]: a service on its own runtime in a thread, stopped through that signal.
 //! - [`metrics`]: the Prometheus `/metrics` endpoint for a binary's own counters.
@@ -16,6 +17,7 @@ pub mod ack_window;
 pub mod background;
 pub mod backoff;
 pub mod config;
+pub mod daemon;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod host;

@@ -9,6 +9,8 @@
 //! database = sysagent
 //! [prometheus]
 //! listen = 127.0.0.1:9101
+//! [log]
+//! level = info
 //! ```
 
 use std::time::Duration;
@@ -17,6 +19,7 @@ use serde::Deserialize;
 
 pub use crate::sinks::influxdb::InfluxConfig;
 pub use crate::sinks::prometheus::PrometheusConfig;
+pub use service_kit::daemon::LogConfig;
 
 /// Prefix of the environment overrides: `SYSAGENT_INFLUXDB_ADDRESS` sets `[influxdb] address`.
 pub const ENV_PREFIX: &str = "SYSAGENT";
@@ -31,6 +34,14 @@ pub struct Config {
     pub influxdb: InfluxConfig,
     /// Where to serve `/metrics` (off unless `listen` is set).
     pub prometheus: PrometheusConfig,
+    /// sysagent's own log (the same `[log]` section as every daemon's).
+    pub log: LogConfig,
+}
+
+impl service_kit::daemon::DaemonConfig for Config {
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
 }
 
 /// `[collect]`: what is read from the host and how often.

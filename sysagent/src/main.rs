@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use service_kit::shutdown::Shutdown;
+use service_kit::daemon::{Daemon, LogArgs, LogMode, Started, Threads};
 use sysagent::Config;
 use sysagent::config::ENV_PREFIX;
 
@@ -34,24 +34,25 @@ struct Cli {
     /// Address for /metrics, empty to disable ([prometheus] listen).
     #[arg(long)]
     listen: Option<String>,
-    /// Log level of sysagent's own log: trace, debug, info, warn, error.
-    #[arg(long, default_value = "info", env = "SYSAGENT_LOG_LEVEL")]
-    log_level: String,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let _log_guard = init_logging(&cli.log_level)?;
+    // Synchronous logging: sysagent logs a few lines an hour, and the async writer thread
+    // would wake up far more often than that (measured: docs/bench/sysagent.md).
+    let daemon = Daemon::new(ENV_PREFIX).log_mode(LogMode::Sync);
     let path = cli.config.clone().or_else(|| {
         let default = PathBuf::from("sysagent.ini");
         default.exists().then_some(default)
     });
-    let mut config: Config = match &path {
-        Some(path) => service_kit::config::load(path, ENV_PREFIX)
-            .with_context(|| format!("loading the config {}", path.display()))?,
-        None => service_kit::config::load_env_only(ENV_PREFIX)
-            .context("loading the config from SYSAGENT_* environment variables")?,
-    };
+    // LOGGER INIT SITE: `start` loads the config and installs the process's logger from its
+    // [log] section and --log-level (stderr, plus an optional JSON file).
+    let Started {
+        mut config,
+        log_guard: _log_guard,
+    } = daemon.start::<Config>(path.as_deref(), &cli.log)?;
     if let Some(v) = cli.interval {
         config.collect.interval = humantime::parse_duration(&v)
             .with_context(|| format!("--interval {v:?}: write e.g. 10s or 500ms"))?;
@@ -82,15 +83,7 @@ fn main() -> anyhow::Result<()> {
     // One runtime thread (plus the agent's collection thread): a scrape takes tens of
     // microseconds and a write to InfluxDB a few requests a minute; more worker threads would
     // only add memory and wake-ups (see docs/bench/sysagent.md).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    let report = runtime.block_on(async move {
-        let shutdown = Shutdown::new();
-        shutdown
-            .install_signal_handlers()
-            .context("installing the SIGINT/SIGTERM handlers")?;
+    let report = daemon.run(Threads::Current, |shutdown| async move {
         agent.run(shutdown).await.context("running sysagent")
     })?;
     if report.undelivered > 0 {
@@ -100,16 +93,4 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-// LOGGER INIT SITE: the only place the process's logger is set up (console, stderr).
-// Synchronous: sysagent logs a few lines an hour, and the async writer thread would wake up
-// far more often than that (measured: docs/bench/sysagent.md).
-fn init_logging(level: &str) -> anyhow::Result<logger::LoggerGuard> {
-    logger::Builder::new()
-        .sync()
-        .level(level)
-        .output("console", logger::OutputConfig::console())
-        .init()
-        .with_context(|| format!("setting up the log (--log-level {level:?})"))
 }

@@ -191,3 +191,42 @@ fn once_prints_one_collection_as_line_protocol() {
         );
     }
 }
+
+/// Variables with the prefix that name no section and key (a Kubernetes service's
+/// `SYSAGENT_SERVICE_HOST`) used to stop the start with "unknown field"; they are now one
+/// warning. `SYSAGENT_LOG_LEVEL` sets `[log] level`, and `--log-level` wins over it.
+#[test]
+fn unknown_env_variables_are_one_warning_and_the_log_level_comes_from_flag_env_or_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sysagent"));
+        cmd.arg("--once")
+            .args(args)
+            .current_dir(dir.path())
+            .env("SYSAGENT_SERVICE_HOST", "10.0.0.1")
+            .env("SYSAGENT_SERVICE_PORT", "9102");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run sysagent --once");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let stderr = run(&[], &[]);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("SYSAGENT_SERVICE_HOST"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("SYSAGENT_SERVICE_PORT"), "{stderr}");
+
+    // The warning is a warn record: an error-only log hides it, whichever way it is set.
+    let quiet = run(&[], &[("SYSAGENT_LOG_LEVEL", "error")]);
+    assert!(!quiet.contains("SYSAGENT_SERVICE_HOST"), "{quiet}");
+    std::fs::write(dir.path().join("sysagent.ini"), "[log]\nlevel = error\n").unwrap();
+    let quiet = run(&[], &[]);
+    assert!(!quiet.contains("SYSAGENT_SERVICE_HOST"), "{quiet}");
+    let loud = run(&["--log-level", "info"], &[("SYSAGENT_LOG_LEVEL", "error")]);
+    assert!(loud.contains("SYSAGENT_SERVICE_HOST"), "{loud}");
+}
