@@ -369,16 +369,11 @@ mod tests {
         let mut client = connect(&[etcd.endpoint()], Duration::from_secs(5))
             .await
             .unwrap();
-        for _ in 0..3 {
-            client.put("/other", "x", None).await.unwrap();
+        let mut revision = 0;
+        for value in ["x", "y", "z"] {
+            let put = client.put("/other", value, None).await.unwrap();
+            revision = put.header().map_or(0, |h| h.revision());
         }
-        let revision = client
-            .get("/other", None)
-            .await
-            .unwrap()
-            .header()
-            .unwrap()
-            .revision();
         client.compact(revision, None).await.unwrap();
         etcd.put("/k", "compacted");
         expect_value(&mut rx, Some("compacted"), &[]).await;
