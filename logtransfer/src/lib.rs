@@ -6,7 +6,8 @@
 //! service, retry, driver loop) -> acknowledged into the window in [`acks`], whose settled
 //! prefix the source commits; documents Elasticsearch refuses for good go to
 //! [`sinks::dead_letter`]. Sources, sinks and transforms do not import one another: what
-//! they share is in [`event`], [`acks`], [`backoff`], [`metrics`] and [`config`].
+//! they share is in [`event`], [`acks`], [`metrics`] and [`config`]; every retry loop waits
+//! with `service_kit::backoff::Backoff`, the one backoff of the platform.
 //!
 //! Guarantee: a record's offset is committed only after its document was acknowledged by
 //! Elasticsearch or its dead letter by Kafka, and its `_id` is `{topic}-{partition}-{offset}`,
@@ -16,7 +17,6 @@
 #![warn(missing_docs)]
 
 pub mod acks;
-pub mod backoff;
 pub mod config;
 pub mod event;
 pub mod metrics;

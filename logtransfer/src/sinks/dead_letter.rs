@@ -15,10 +15,10 @@ use chrono::{SecondsFormat, Utc};
 use futures::future::BoxFuture;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{Value, json};
+use service_kit::backoff::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use super::{DeadLetters, Letter};
-use crate::backoff::Backoff;
 
 /// The producer could not be built.
 #[derive(Debug, thiserror::Error)]

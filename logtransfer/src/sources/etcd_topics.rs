@@ -8,10 +8,9 @@
 use std::time::Duration;
 
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use service_kit::backoff::Backoff;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-
-use crate::backoff::Backoff;
 
 /// Parses the key's value; `None` when it is neither a JSON array of strings nor a list.
 pub fn parse_topics(value: &[u8]) -> Option<Vec<String>> {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use service_kit::backoff::Backoff;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +26,6 @@ use super::request_builder::{Batch, RequestBuilder};
 use super::retry::{ItemAction, RequestAction, item_action, request_action};
 use super::service::ElasticsearchService;
 use crate::acks::Acknowledge;
-use crate::backoff::Backoff;
 use crate::event::DocKey;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::sinks::{DeadLetters, Letter};

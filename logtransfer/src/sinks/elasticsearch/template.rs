@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use service_kit::backoff::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use super::service::ElasticsearchService;
-use crate::backoff::Backoff;
 
 /// The `_index_template` body for indices matching `pattern` (e.g. `logs-*`).
 pub fn index_template(pattern: &str) -> Value {
