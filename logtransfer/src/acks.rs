@@ -8,11 +8,17 @@
 //! to read after a restart). A crash therefore replays at most the records not yet settled,
 //! and since a replayed record has the same document `_id`, it overwrites its document
 //! instead of duplicating it.
+//!
+//! The contiguous-prefix bookkeeping itself is service-kit's [`AckWindow`], one per
+//! partition (the platform keeps one implementation of it); this module maps Kafka offsets
+//! and [`DocKey`]s onto it and remembers what was last committed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use service_kit::ack_window::AckWindow;
 
 use crate::event::DocKey;
 
@@ -30,16 +36,45 @@ impl Acknowledge for NoAck {
     fn ack(&self, _keys: &[DocKey]) {}
 }
 
-#[derive(Debug, Default)]
+/// The window's position of a Kafka offset. [`AckWindow`] counts positions in `u64`, Kafka
+/// offsets are `i64`: flipping the sign bit maps one onto the other in the same order, so
+/// every offset (even a negative one a broker should never send) keeps its place and comes
+/// back unchanged from [`offset`].
+#[inline]
+fn position(offset: i64) -> u64 {
+    (offset as u64) ^ (1 << 63)
+}
+
+/// The Kafka offset of a window position (the inverse of [`position`]).
+#[inline]
+fn offset(position: u64) -> i64 {
+    (position ^ (1 << 63)) as i64
+}
+
+/// A record's position in the window: the offset to commit once it and every record before
+/// it are settled (the next one to read).
+#[inline]
+fn record_position(record_offset: i64) -> u64 {
+    position(record_offset.saturating_add(1))
+}
+
+#[derive(Debug)]
 struct PartitionState {
-    /// Registered, not yet committed: (offset, acknowledged), increasing offsets.
-    pending: VecDeque<(i64, bool)>,
-    /// The offset to commit: one past the contiguous acknowledged prefix.
-    commit_next: Option<i64>,
-    /// What was last committed (or where we started).
-    committed: Option<i64>,
-    /// Highest offset read.
-    last_seen: i64,
+    /// Records registered and not yet part of the settled prefix; its committable position
+    /// is the offset to commit.
+    window: AckWindow,
+    /// What was last committed (or where reading started).
+    committed: i64,
+}
+
+impl PartitionState {
+    /// Reading (or re-reading) the partition from `first`.
+    fn starting_at(first: i64) -> Self {
+        PartitionState {
+            window: AckWindow::new(position(first)),
+            committed: first,
+        }
+    }
 }
 
 /// Per-partition bookkeeping of read and settled records.
@@ -52,22 +87,22 @@ impl OffsetTracker {
     /// A record was read (called in offset order per partition).
     pub fn register(&self, topic: &Arc<str>, partition: i32, offset: i64) {
         let mut parts = self.parts.lock();
-        let state = parts.entry((topic.clone(), partition)).or_default();
-        let replay = state
-            .pending
-            .back()
-            .is_some_and(|&(last, _)| offset <= last)
-            || state.commit_next.is_some_and(|next| offset < next);
-        if replay {
-            // The partition was re-read from an earlier offset (rebalance, seek): the old
-            // bookkeeping no longer describes what is in flight.
-            *state = PartitionState::default();
-        }
-        if state.committed.is_none() {
-            state.committed = Some(offset);
-        }
-        state.pending.push_back((offset, false));
-        state.last_seen = offset;
+        let state = match parts.entry((topic.clone(), partition)) {
+            Entry::Vacant(entry) => entry.insert(PartitionState::starting_at(offset)),
+            Entry::Occupied(entry) => {
+                let state = entry.into_mut();
+                // At or below what was already read (last registered record, or the settled
+                // prefix when none is outstanding): the partition was re-read from an
+                // earlier offset (rebalance, seek), and the old bookkeeping no longer
+                // describes what is in flight.
+                if record_position(offset) <= state.window.last_position() {
+                    state.window.reset(position(offset));
+                    state.committed = offset;
+                }
+                state
+            }
+        };
+        state.window.register(record_position(offset));
     }
 
     /// Offsets to commit now: `(topic, partition, next offset)` where it moved.
@@ -75,9 +110,9 @@ impl OffsetTracker {
         let parts = self.parts.lock();
         parts
             .iter()
-            .filter_map(|((t, p), s)| match s.commit_next {
-                Some(next) if Some(next) != s.committed => Some((t.clone(), *p, next)),
-                _ => None,
+            .filter_map(|((t, p), s)| {
+                let next = offset(s.window.committable());
+                (next != s.committed).then(|| (t.clone(), *p, next))
             })
             .collect()
     }
@@ -87,7 +122,7 @@ impl OffsetTracker {
         let mut parts = self.parts.lock();
         for (t, p, next) in list {
             if let Some(s) = parts.get_mut(&(t.clone(), *p)) {
-                s.committed = Some(*next);
+                s.committed = *next;
             }
         }
     }
@@ -106,8 +141,9 @@ impl OffsetTracker {
         parts
             .iter()
             .map(|((t, p), s)| {
-                let base = s.committed.unwrap_or(s.last_seen + 1);
-                (t.clone(), *p, (s.last_seen + 1 - base).max(0))
+                // The last position is one past the highest offset read.
+                let read_end = offset(s.window.last_position());
+                (t.clone(), *p, read_end.saturating_sub(s.committed).max(0))
             })
             .collect()
     }
@@ -115,10 +151,7 @@ impl OffsetTracker {
     /// Records read and not yet acknowledged.
     pub fn in_flight(&self) -> usize {
         let parts = self.parts.lock();
-        parts
-            .values()
-            .map(|s| s.pending.iter().filter(|(_, done)| !done).count())
-            .sum()
+        parts.values().map(|s| s.window.unacknowledged()).sum()
     }
 }
 
@@ -126,18 +159,9 @@ impl Acknowledge for OffsetTracker {
     fn ack(&self, keys: &[DocKey]) {
         let mut parts = self.parts.lock();
         for key in keys {
-            let Some(state) = parts.get_mut(&(key.topic.clone(), key.partition)) else {
-                continue;
-            };
-            if let Ok(i) = state
-                .pending
-                .binary_search_by_key(&key.offset, |&(offset, _)| offset)
-            {
-                state.pending[i].1 = true;
-            }
-            while let Some(&(offset, true)) = state.pending.front() {
-                state.pending.pop_front();
-                state.commit_next = Some(offset + 1);
+            // A revoked partition, or a record from before a replay reset: ignored.
+            if let Some(state) = parts.get_mut(&(key.topic.clone(), key.partition)) {
+                state.window.ack_position(record_position(key.offset));
             }
         }
     }
@@ -190,6 +214,17 @@ mod tests {
         t.ack(&[key(0, 1)]);
         assert!(t.to_commit().is_empty());
         assert!(t.lag().is_empty());
+    }
+
+    #[test]
+    fn window_positions_keep_the_order_of_offsets_and_map_back() {
+        let offsets = [i64::MIN, -1, 0, 1, 41, i64::MAX - 1, i64::MAX];
+        for pair in offsets.windows(2) {
+            assert!(position(pair[0]) < position(pair[1]), "{pair:?}");
+        }
+        for o in offsets {
+            assert_eq!(offset(position(o)), o);
+        }
     }
 
     #[test]
