@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
+use service_kit::etcd::KeyWatcher;
 use service_kit::shutdown::Shutdown;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -66,12 +67,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             &service_kit::host::hostname(),
         );
         topics_tx.send_replace(Vec::new());
-        tokio::spawn(etcd_topics::watch_topics(
-            client,
-            key,
-            topics_tx,
-            stop.clone(),
-        ));
+        // The client checked above serves the watch: etcd unreachable at start is an error,
+        // later outages are retried by the watcher.
+        let watcher = KeyWatcher::new(endpoints, key, Duration::from_millis(etcd.timeout_ms))
+            .with_client(client);
+        tokio::spawn(etcd_topics::watch_topics(watcher, topics_tx, stop.clone()));
     } else if topics_rx.borrow().is_empty() {
         return Err(Error::NoTopics);
     }
