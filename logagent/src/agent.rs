@@ -200,6 +200,7 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         &config.kafka.brokers(),
         &config.kafka.compression,
         config.kafka.linger_ms,
+        config.kafka.message_max_bytes,
         &limit,
         Arc::clone(&metrics),
         retries.reports(),
@@ -221,7 +222,10 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         } else {
             FileEvents::disabled()
         },
-        chunks: ChunkPool::new(config.agent.worker_threads),
+        chunks: ChunkPool::with_message_limit(
+            config.agent.worker_threads,
+            config.kafka.message_max_bytes,
+        ),
         settings: TailSettings {
             max_line_bytes: config.agent.max_line_bytes,
             poll_interval: Duration::from_millis(config.agent.poll_interval_ms.max(1)),

@@ -38,6 +38,11 @@ pub struct KafkaConfig {
     /// `chan_size` reaching it pauses reading (nothing is dropped); it is what bounds the
     /// agent's memory while the broker is slower than the files grow.
     pub queue_max_kbytes: u64,
+    /// Largest message the producer sends, in bytes (librdkafka's `message.max.bytes`).
+    /// A line whose JSON message would be larger (escaping can double a line) has its
+    /// `message` cut to fit and is marked truncated; keep it at or below the broker's
+    /// `message.max.bytes` (topic `max.message.bytes`).
+    pub message_max_bytes: usize,
 }
 
 impl Default for KafkaConfig {
@@ -48,6 +53,7 @@ impl Default for KafkaConfig {
             compression: "lz4".to_string(),
             linger_ms: 5,
             queue_max_kbytes: 4 * 1024,
+            message_max_bytes: 8 * 1024 * 1024,
         }
     }
 }

@@ -8,9 +8,16 @@
 //! by U+FFFD (shipped lossily, never dropped). A line that is itself a JSON record from our
 //! `logger` is carried unchanged as that string; logtransfer parses and lifts it, so the agent
 //! never has to understand the application's format.
+//!
+//! A cut line (at `max_line_bytes`, or because its message would exceed the producer's
+//! `message.max.bytes` after escaping) ends with [`TRUNCATED_MARKER`] and carries
+//! `"log":{…,"flags":["truncated"]}`, as Filebeat marks its cut lines.
 
 /// Appended to a line cut at `max_line_bytes`.
 pub const TRUNCATED_MARKER: &str = " [logagent: line truncated]";
+
+/// Added inside `log` after the offset of a cut line (see the module documentation).
+const TRUNCATED_FLAGS: &[u8] = br#","flags":["truncated"]"#;
 
 /// The per-file parts of every message, computed once per file: everything except the
 /// timestamp, the line and the offset is the same for every line of a file, so it is
@@ -87,17 +94,96 @@ impl FileEncoder {
         out.extend_from_slice(br#"{"@timestamp":""#);
         out.extend_from_slice(timestamp.as_bytes());
         out.extend_from_slice(br#"","message":""#);
-        match std::str::from_utf8(line) {
-            Ok(text) => logger::format::json_escape(out, text),
-            Err(_) => logger::format::json_escape(out, &String::from_utf8_lossy(line)),
+        escape_line(out, line);
+        self.finish(out, truncated, offset);
+    }
+
+    /// Like [`FileEncoder::encode_into`], but a message longer than `max` bytes has its
+    /// `message` cut (at a character, never inside an escape) so that the whole message is
+    /// at most `max` bytes, and is marked truncated. Returns whether it was cut. A message
+    /// that fits costs one comparison more than `encode_into`.
+    pub fn encode_within(
+        &self,
+        out: &mut Vec<u8>,
+        timestamp: &str,
+        line: &[u8],
+        truncated: bool,
+        offset: u64,
+        max: usize,
+    ) -> bool {
+        let start = out.len();
+        self.encode_into(out, timestamp, line, truncated, offset);
+        if out.len() - start <= max {
+            return false;
         }
+        // Rare: encode again, measuring what the message text may take.
+        out.truncate(start);
+        out.extend_from_slice(br#"{"@timestamp":""#);
+        out.extend_from_slice(timestamp.as_bytes());
+        out.extend_from_slice(br#"","message":""#);
+        let text_start = out.len();
+        let mut marker = Vec::with_capacity(TRUNCATED_MARKER.len());
+        logger::format::json_escape(&mut marker, TRUNCATED_MARKER);
+        let rest = marker.len()
+            + self.middle.len()
+            + itoa::Buffer::new().format(offset).len()
+            + TRUNCATED_FLAGS.len()
+            + self.tail.len();
+        let room = max.saturating_sub(text_start - start + rest);
+        escape_line(out, line);
+        let keep = escaped_prefix(&out[text_start..], room);
+        out.truncate(text_start + keep);
+        out.extend_from_slice(&marker);
+        self.finish_after_marker(out, true, offset);
+        true
+    }
+
+    /// Appends the marker of a cut line, then everything after `message`.
+    fn finish(&self, out: &mut Vec<u8>, truncated: bool, offset: u64) {
         if truncated {
             logger::format::json_escape(out, TRUNCATED_MARKER);
         }
+        self.finish_after_marker(out, truncated, offset);
+    }
+
+    fn finish_after_marker(&self, out: &mut Vec<u8>, truncated: bool, offset: u64) {
         out.extend_from_slice(&self.middle);
         out.extend_from_slice(itoa::Buffer::new().format(offset).as_bytes());
+        if truncated {
+            out.extend_from_slice(TRUNCATED_FLAGS);
+        }
         out.extend_from_slice(&self.tail);
     }
+}
+
+/// Appends `line` as JSON string content, invalid UTF-8 replaced by U+FFFD.
+fn escape_line(out: &mut Vec<u8>, line: &[u8]) {
+    match std::str::from_utf8(line) {
+        Ok(text) => logger::format::json_escape(out, text),
+        Err(_) => logger::format::json_escape(out, &String::from_utf8_lossy(line)),
+    }
+}
+
+/// The length of the longest prefix of the escaped JSON string content `escaped` that is at
+/// most `room` bytes and ends between two characters: never inside an escape sequence
+/// (`\"`, `\u001f`) or a multi-byte UTF-8 character, so the cut text is still valid JSON.
+fn escaped_prefix(escaped: &[u8], room: usize) -> usize {
+    let mut at = 0;
+    while let Some(&b) = escaped.get(at) {
+        let len = match b {
+            b'\\' if escaped.get(at + 1) == Some(&b'u') => 6,
+            b'\\' => 2,
+            0x00..=0x7f => 1,
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            _ => 4,
+        };
+        if at + len > room {
+            break;
+        }
+        at += len;
+    }
+    at
 }
 
 /// The current time as `@timestamp` wants it: RFC 3339 with microseconds and `Z`.
@@ -151,6 +237,35 @@ mod tests {
         let enc = FileEncoder::new("h", "/p", None);
         let v: Value = serde_json::from_slice(&enc.encode("t", b"a\xffb", true, 0)).unwrap();
         assert_eq!(v["message"], format!("a\u{FFFD}b{TRUNCATED_MARKER}"));
+        assert_eq!(v["log"]["flags"], json!(["truncated"]));
+        assert_eq!(v["log"]["offset"], 0);
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_cut_between_characters_to_fit_and_marked() {
+        let enc = FileEncoder::new("h", "/p", None);
+        // Every kind of character escaping treats differently, so every cut position
+        // lands next to an escape or a multi-byte character somewhere.
+        let line = "a\"\\\u{1}é日\u{1f600}".repeat(50);
+        let whole = enc.encode("t", line.as_bytes(), false, 9);
+        for max in [0, 10, 200, 201, 202, 203, 204, 205, 300, whole.len() - 1] {
+            let mut out = b"before".to_vec();
+            assert!(enc.encode_within(&mut out, "t", line.as_bytes(), false, 9, max));
+            let msg = &out[b"before".len()..];
+            let v: Value = serde_json::from_slice(msg).unwrap_or_else(|e| panic!("{max}: {e}"));
+            let text = v["message"].as_str().unwrap();
+            let cut = text.strip_suffix(TRUNCATED_MARKER).unwrap();
+            assert!(line.starts_with(cut), "{max}: a prefix of the line");
+            assert_eq!(v["log"]["flags"], json!(["truncated"]));
+            assert_eq!(v["log"]["offset"], 9);
+            if max >= 300 {
+                assert!(msg.len() <= max, "{max}: {} bytes", msg.len());
+                assert!(msg.len() + 12 > max, "{max}: cut no more than needed");
+            }
+        }
+        let mut out = Vec::new();
+        assert!(!enc.encode_within(&mut out, "t", line.as_bytes(), false, 9, whole.len()));
+        assert_eq!(out, whole, "a message that fits is not touched");
     }
 
     #[test]

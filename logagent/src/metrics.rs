@@ -6,7 +6,10 @@
 //! `collect_config_revision` (etcd mod revision of the running collect config),
 //! `configs_rejected`, `send_lag_bytes` (bytes in watched files not yet acknowledged),
 //! `lines_in_flight` (read, not yet acknowledged), `checkpoint_write_failures` (periodic
-//! checkpoint writes that failed: a full or read-only data_dir; retried every interval).
+//! checkpoint writes that failed: a full or read-only data_dir; retried every interval),
+//! `lines_truncated` (lines whose message was cut to fit the producer's
+//! `message.max.bytes`), `files_stalled` (files whose shipping waits because Kafka refused
+//! or failed to deliver one of their lines: a topic missing or not authorised).
 
 use std::sync::atomic::AtomicU64;
 
@@ -39,6 +42,10 @@ pub struct Metrics {
     pub lines_in_flight: Gauge,
     /// Periodic checkpoint writes that failed (each is retried at the next interval).
     pub checkpoint_write_failures: Counter,
+    /// Lines whose message was cut to fit `message.max.bytes`.
+    pub lines_truncated: Counter,
+    /// Files whose shipping waits for a refused or failed line.
+    pub files_stalled: Gauge,
 }
 
 impl Metrics {
@@ -99,6 +106,16 @@ impl Metrics {
             "checkpoint_write_failures",
             "Checkpoint writes that failed (full or read-only data_dir); retried",
             self.checkpoint_write_failures.clone(),
+        );
+        r.register(
+            "lines_truncated",
+            "Lines whose message was cut to fit the producer's message.max.bytes",
+            self.lines_truncated.clone(),
+        );
+        r.register(
+            "files_stalled",
+            "Files whose shipping waits because Kafka refused or failed one of their lines",
+            self.files_stalled.clone(),
         );
     }
 }

@@ -97,6 +97,7 @@ impl KafkaSink {
         brokers: &str,
         compression: &str,
         linger_ms: u64,
+        message_max_bytes: usize,
         limit: &InFlightLimit,
         metrics: Arc<Metrics>,
         reports: Arc<dyn DeliveryReports>,
@@ -117,8 +118,8 @@ impl KafkaSink {
                     .min(2_097_151)
                     .to_string(),
             )
-            // A 1 MiB line plus its JSON envelope must fit one message.
-            .set("message.max.bytes", (8 * 1024 * 1024).to_string())
+            // Lines are cut to fit this when they are encoded (`encode::FileEncoder`).
+            .set("message.max.bytes", message_max_bytes.to_string())
             .set("batch.num.messages", "10000");
         let context = AckContext {
             metrics,

@@ -10,4 +10,5 @@ mod live_config;
 mod long_lines;
 mod outage;
 mod rotation;
+mod send_errors;
 mod wakeups;

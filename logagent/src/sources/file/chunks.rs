@@ -22,8 +22,11 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// returned, so one 1 MiB line does not pin megabytes for the agent's lifetime.
 const KEEP_BATCH_BYTES: usize = 256 * 1024;
 
+/// What librdkafka counts besides key and value against `message.max.bytes` (a v2 record's
+/// varint header, 36 bytes at most), with room to spare for the batch header a broker adds.
+const RECORD_OVERHEAD: usize = 128;
+
 /// Encoded lines in one buffer: `(end offset, start, len)` per line.
-#[derive(Default)]
 pub struct Batch {
     /// When the lines were read, Unix milliseconds.
     pub read_at_ms: i64,
@@ -31,6 +34,22 @@ pub struct Batch {
     pub bytes: Vec<u8>,
     /// Per message: the file offset just past its line, and its range in `bytes`.
     pub lines: Vec<(u64, usize, usize)>,
+    /// Lines whose message was cut to fit the producer's `message.max.bytes`.
+    pub cut: u64,
+    /// The producer's `message.max.bytes` less the record overhead.
+    max_message: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            read_at_ms: 0,
+            bytes: Vec::new(),
+            lines: Vec::new(),
+            cut: 0,
+            max_message: usize::MAX,
+        }
+    }
 }
 
 impl Batch {
@@ -38,6 +57,7 @@ impl Batch {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.lines.clear();
+        self.cut = 0;
     }
 
     /// Empties the batch for lines read now; returns the read time as `@timestamp` text.
@@ -48,10 +68,21 @@ impl Batch {
         timestamp
     }
 
-    /// Encodes `line` and appends it.
+    /// Encodes `line` and appends it, cut to fit the producer's `message.max.bytes`.
     pub fn push(&mut self, encoder: &FileEncoder, ts: &str, line: Line<'_>) {
         let start = self.bytes.len();
-        encoder.encode_into(&mut self.bytes, ts, line.bytes, line.truncated, line.offset);
+        // The key counts against the limit too.
+        let max = self.max_message.saturating_sub(encoder.key().len());
+        if encoder.encode_within(
+            &mut self.bytes,
+            ts,
+            line.bytes,
+            line.truncated,
+            line.offset,
+            max,
+        ) {
+            self.cut += 1;
+        }
         self.lines.push((line.end, start, self.bytes.len() - start));
     }
 }
@@ -73,11 +104,19 @@ pub struct ChunkPool {
 struct PoolInner {
     turns: Arc<Semaphore>,
     free: parking_lot::Mutex<Vec<Chunk>>,
+    /// The producer's `message.max.bytes` less [`RECORD_OVERHEAD`].
+    max_message: usize,
 }
 
 impl ChunkPool {
     /// A pool of `size` chunks (at least one).
     pub fn new(size: usize) -> Self {
+        Self::with_message_limit(size, usize::MAX)
+    }
+
+    /// A pool of `size` chunks whose batches cut every message to fit a producer whose
+    /// `message.max.bytes` is `message_max_bytes`.
+    pub fn with_message_limit(size: usize, message_max_bytes: usize) -> Self {
         let size = size.max(1);
         let free = (0..size)
             .map(|_| Chunk {
@@ -89,6 +128,7 @@ impl ChunkPool {
             inner: Arc::new(PoolInner {
                 turns: Arc::new(Semaphore::new(size)),
                 free: parking_lot::Mutex::new(free),
+                max_message: message_max_bytes.saturating_sub(RECORD_OVERHEAD),
             }),
         }
     }
@@ -100,10 +140,11 @@ impl ChunkPool {
             .acquire_owned()
             .await
             .expect("the chunk pool's semaphore is never closed");
-        let chunk = self.inner.free.lock().pop().unwrap_or_else(|| Chunk {
+        let mut chunk = self.inner.free.lock().pop().unwrap_or_else(|| Chunk {
             read: vec![0; READ_CHUNK],
             batch: Batch::default(),
         });
+        chunk.batch.max_message = self.inner.max_message;
         ChunkLease {
             chunk: Some(chunk),
             pool: Arc::clone(&self.inner),

@@ -73,6 +73,9 @@ impl Shipper {
         batch: &Batch,
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
+        if batch.cut > 0 {
+            self.metrics.lines_truncated.inc_by(batch.cut);
+        }
         let limit = &self.limit;
         let mut rest = &batch.lines[..];
         while !rest.is_empty() {
