@@ -10,6 +10,7 @@
 //! be neither acknowledged twice nor leak its permits.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::checkpoint::FileProgress;
 use crate::in_flight::{Held, InFlightLimit};
@@ -20,12 +21,27 @@ use crate::in_flight::{Held, InFlightLimit};
 pub struct FileAcks {
     progress: Arc<FileProgress>,
     limit: InFlightLimit,
+    /// Lines of this file whose delivery failed and that are not delivered yet: while any
+    /// is, the file's later lines are held back, so that the retried line reaches Kafka
+    /// before them.
+    retrying: AtomicUsize,
 }
 
 impl FileAcks {
     /// The acknowledgements of the file read with `progress`, within `limit`.
     pub fn new(progress: Arc<FileProgress>, limit: InFlightLimit) -> Arc<Self> {
-        Arc::new(FileAcks { progress, limit })
+        Arc::new(FileAcks {
+            progress,
+            limit,
+            retrying: AtomicUsize::new(0),
+        })
+    }
+
+    /// Whether a line of this file waits to be produced again (or for the delivery of its
+    /// retry). One relaxed load: written only when a delivery fails or a retried line is
+    /// settled.
+    pub fn retrying(&self) -> bool {
+        self.retrying.load(Ordering::Relaxed) > 0
     }
 
     /// The file's progress.
@@ -42,6 +58,8 @@ pub struct AckToken {
     /// Bytes of the in-flight limit this line holds (and one line).
     charged: usize,
     settled: bool,
+    /// Counted in its file's `retrying` until settled.
+    retried: bool,
 }
 
 impl AckToken {
@@ -53,6 +71,15 @@ impl AckToken {
             seq: file.progress.register(end_offset),
             charged,
             settled: false,
+            retried: false,
+        }
+    }
+
+    /// The line's delivery failed and it will be produced again: its file's later lines
+    /// wait until it is settled (delivered, or dropped for a restart).
+    pub fn awaiting_retry(&mut self) {
+        if !std::mem::replace(&mut self.retried, true) {
+            self.file.retrying.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -75,6 +102,9 @@ impl AckToken {
                 lines: 1,
                 bytes: self.charged,
             });
+            if self.retried {
+                self.file.retrying.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -206,12 +206,15 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         retries.reports(),
     )?);
     let host = config.agent.host_name();
+    let chunks =
+        ChunkPool::with_message_limit(config.agent.worker_threads, config.kafka.message_max_bytes);
     let ctx = Arc::new(TailContext {
         shipper: Shipper::new(
             Arc::clone(&sink) as Arc<dyn Sink>,
             limit.clone(),
             Arc::clone(&metrics),
             retries,
+            chunks.clone(),
         ),
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
@@ -222,10 +225,7 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         } else {
             FileEvents::disabled()
         },
-        chunks: ChunkPool::with_message_limit(
-            config.agent.worker_threads,
-            config.kafka.message_max_bytes,
-        ),
+        chunks,
         settings: TailSettings {
             max_line_bytes: config.agent.max_line_bytes,
             poll_interval: Duration::from_millis(config.agent.poll_interval_ms.max(1)),

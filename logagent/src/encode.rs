@@ -91,9 +91,7 @@ impl FileEncoder {
         truncated: bool,
         offset: u64,
     ) {
-        out.extend_from_slice(br#"{"@timestamp":""#);
-        out.extend_from_slice(timestamp.as_bytes());
-        out.extend_from_slice(br#"","message":""#);
+        start_message(out, timestamp);
         escape_line(out, line);
         self.finish(out, truncated, offset);
     }
@@ -118,9 +116,7 @@ impl FileEncoder {
         }
         // Rare: encode again, measuring what the message text may take.
         out.truncate(start);
-        out.extend_from_slice(br#"{"@timestamp":""#);
-        out.extend_from_slice(timestamp.as_bytes());
-        out.extend_from_slice(br#"","message":""#);
+        start_message(out, timestamp);
         let text_start = out.len();
         let mut marker = Vec::with_capacity(TRUNCATED_MARKER.len());
         logger::format::json_escape(&mut marker, TRUNCATED_MARKER);
@@ -154,6 +150,13 @@ impl FileEncoder {
         }
         out.extend_from_slice(&self.tail);
     }
+}
+
+/// Appends everything before the `message` text.
+fn start_message(out: &mut Vec<u8>, timestamp: &str) {
+    out.extend_from_slice(br#"{"@timestamp":""#);
+    out.extend_from_slice(timestamp.as_bytes());
+    out.extend_from_slice(br#"","message":""#);
 }
 
 /// Appends `line` as JSON string content, invalid UTF-8 replaced by U+FFFD.

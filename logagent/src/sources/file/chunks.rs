@@ -9,6 +9,7 @@
 //! chunk and none is starved.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -106,6 +107,9 @@ struct PoolInner {
     free: parking_lot::Mutex<Vec<Chunk>>,
     /// The producer's `message.max.bytes` less [`RECORD_OVERHEAD`].
     max_message: usize,
+    /// Turns lent out by [`ChunkPool::lend_turn`] that could not be taken back yet (every
+    /// chunk was in use): the next leases to end forget their turn instead of returning it.
+    owed: std::sync::atomic::AtomicUsize,
 }
 
 impl ChunkPool {
@@ -129,7 +133,18 @@ impl ChunkPool {
                 turns: Arc::new(Semaphore::new(size)),
                 free: parking_lot::Mutex::new(free),
                 max_message: message_max_bytes.saturating_sub(RECORD_OVERHEAD),
+                owed: std::sync::atomic::AtomicUsize::new(0),
             }),
+        }
+    }
+
+    /// One turn more, until the loan is dropped: for a tailer that holds a chunk while its
+    /// file waits (a line refused or awaiting retry), so that the other files keep flowing.
+    /// The pool's bound grows by one chunk per waiting file meanwhile.
+    pub fn lend_turn(&self) -> TurnLoan {
+        self.inner.turns.add_permits(1);
+        TurnLoan {
+            pool: Arc::clone(&self.inner),
         }
     }
 
@@ -148,7 +163,7 @@ impl ChunkPool {
         ChunkLease {
             chunk: Some(chunk),
             pool: Arc::clone(&self.inner),
-            _permit: permit,
+            permit: Some(permit),
         }
     }
 }
@@ -158,7 +173,21 @@ pub struct ChunkLease {
     chunk: Option<Chunk>,
     pool: Arc<PoolInner>,
     // Dropped after `drop` has put the chunk back, so the next waiter finds it.
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// A turn lent by [`ChunkPool::lend_turn`]; taken back when dropped.
+pub struct TurnLoan {
+    pool: Arc<PoolInner>,
+}
+
+impl Drop for TurnLoan {
+    fn drop(&mut self) {
+        if self.pool.turns.forget_permits(1) == 0 {
+            // Every turn is in use: the next lease to end pays it back.
+            self.pool.owed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl std::ops::Deref for ChunkLease {
@@ -190,6 +219,15 @@ impl Drop for ChunkLease {
             }
             self.pool.free.lock().push(chunk);
         }
+        let owed = &self.pool.owed;
+        if owed.load(Ordering::Relaxed) > 0
+            && owed
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            && let Some(permit) = self.permit.take()
+        {
+            permit.forget();
+        }
     }
 }
 
@@ -218,5 +256,22 @@ mod tests {
         assert_eq!(read, READ_CHUNK);
         assert_eq!(len, 0, "a returned batch is empty");
         assert!(capacity <= KEEP_BATCH_BYTES, "capacity {capacity} was kept");
+    }
+
+    #[tokio::test]
+    async fn a_lent_turn_lets_another_lease_through_and_is_taken_back() {
+        let pool = ChunkPool::new(1);
+        let held = pool.lease().await;
+        let loan = pool.lend_turn();
+        let other = pool.lease().await;
+        // Given back while both turns are in use: paid back when a lease ends.
+        drop(loan);
+        drop(other);
+        drop(held);
+        let _one = pool.lease().await;
+        let p2 = pool.clone();
+        let second = tokio::spawn(async move { drop(p2.lease().await) });
+        tokio::task::yield_now().await;
+        assert!(!second.is_finished(), "back to one turn");
     }
 }

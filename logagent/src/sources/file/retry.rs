@@ -9,7 +9,9 @@
 //!   keep coming), everything that failed meanwhile is produced again in the order it
 //!   failed, and a quiet spell as long as the last wait starts the next burst at 200 ms.
 //!   The lines of a file fail in the order they were produced, and one queue and one thread
-//!   keep that order: retrying adds no reordering of its own.
+//!   keep that order: retrying adds no reordering of its own. A failed line also holds its
+//!   file's later lines back ([`AckToken::awaiting_retry`]) until it is delivered, so lines
+//!   read after the failure was reported cannot overtake it.
 //! - Too large for the broker: retrying cannot succeed and would hold the file's checkpoint
 //!   back forever, so it is counted, logged as an error naming the setting to change, and
 //!   acknowledged (skipped).
@@ -112,9 +114,11 @@ impl DeliveryReports for Reports {
         match message {
             Undelivered::Retriable {
                 message,
-                token,
+                mut token,
                 reason,
             } => {
+                // Its file's later lines wait until it is delivered (see `Shipper::ship`).
+                token.awaiting_retry();
                 let pending = Pending {
                     message,
                     token,
