@@ -2,7 +2,9 @@
 //! logging configured the same way in each:
 //!
 //! ```text
-//! main: parse the CLI (with `#[command(flatten)] log: LogArgs`)
+//! main: parse the CLI (`-c/--config`, `#[command(flatten)] log: LogArgs`)
+//!   -> Daemon::config_path: the flag, else <PREFIX>_CONFIG, else the daemon's default file
+//!      if it exists, else none (defaults plus environment)
 //!   -> Daemon::start: load the config (file or environment only), install the logger from
 //!      its `[log]` section and `--log-level`, warn about ignored environment variables
 //!   -> apply CLI overrides, validate (the binary's own business)
@@ -124,6 +126,9 @@ pub trait DaemonConfig: DeserializeOwned {
 pub enum Threads {
     /// The calling thread only: for services that mostly wait (sysagent).
     Current,
+    /// tokio's own choice: one worker per core, or `TOKIO_WORKER_THREADS` (logtransfer, whose
+    /// parsing and encoding scale with the cores).
+    PerCore,
     /// A multi-thread runtime with this many workers (at least one).
     Workers(usize),
 }
@@ -165,6 +170,7 @@ pub struct Started<C> {
 pub struct Daemon {
     env_prefix: &'static str,
     log_mode: LogMode,
+    default_config: Option<&'static str>,
 }
 
 impl Daemon {
@@ -176,7 +182,41 @@ impl Daemon {
             log_mode: LogMode::Async {
                 queue_capacity: None,
             },
+            default_config: None,
         }
+    }
+
+    /// The file read when neither `--config` nor `<PREFIX>_CONFIG` names one, if it exists
+    /// (relative: to the working directory). Without it such a start uses defaults plus the
+    /// environment.
+    pub fn default_config(mut self, file: &'static str) -> Self {
+        self.default_config = Some(file);
+        self
+    }
+
+    /// The variable naming the config file when `--config` is not given: `<PREFIX>_CONFIG`.
+    pub fn config_variable(&self) -> String {
+        format!("{}_CONFIG", self.env_prefix)
+    }
+
+    /// The config file to load, one rule for every daemon: `flag` (`--config`), else
+    /// `<PREFIX>_CONFIG` (empty counts as unset), else the [default
+    /// file](Self::default_config) if it exists, else `None`: defaults plus environment.
+    pub fn config_path(&self, flag: Option<PathBuf>) -> Option<PathBuf> {
+        self.config_path_from(flag, std::env::var_os(self.config_variable()))
+    }
+
+    fn config_path_from(
+        &self,
+        flag: Option<PathBuf>,
+        variable: Option<std::ffi::OsString>,
+    ) -> Option<PathBuf> {
+        flag.or_else(|| variable.filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                self.default_config
+                    .map(PathBuf::from)
+                    .filter(|default| default.exists())
+            })
     }
 
     /// How this binary's records reach the outputs.
@@ -203,6 +243,13 @@ impl Daemon {
             }
         })?;
         let log_guard = config.log().with_args(log_args).install(self.log_mode)?;
+        // <PREFIX>_CONFIG names the file (see `config_path`): it is no section and key, but
+        // it is not a stray variable either.
+        let config_variable = self.config_variable();
+        let ignored_env: Vec<String> = ignored_env
+            .into_iter()
+            .filter(|v| *v != config_variable)
+            .collect();
         crate::config::warn_ignored(&ignored_env);
         Ok(Started { config, log_guard })
     }
@@ -217,6 +264,9 @@ impl Daemon {
     {
         let runtime = match threads {
             Threads::Current => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            Threads::PerCore => tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build(),
             Threads::Workers(n) => tokio::runtime::Builder::new_multi_thread()
@@ -306,6 +356,38 @@ mod tests {
             .start::<ConfWithLog>(Some(Path::new("/nonexistent/x.ini")), &LogArgs::default())
             .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/x.ini"), "{err}");
+    }
+
+    #[test]
+    fn the_config_file_is_the_flag_then_the_variable_then_an_existing_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let present = dir.path().join("present.ini");
+        std::fs::write(&present, "").unwrap();
+        let present: &'static str = String::leak(present.display().to_string());
+        let daemon = Daemon::new("SVCKITPATH").default_config(present);
+        assert_eq!(daemon.config_variable(), "SVCKITPATH_CONFIG");
+        let flag = Some(PathBuf::from("flag.ini"));
+        let var = Some(std::ffi::OsString::from("var.ini"));
+        assert_eq!(
+            daemon.config_path_from(flag.clone(), var.clone()),
+            flag.clone()
+        );
+        assert_eq!(
+            daemon.config_path_from(None, var.clone()),
+            Some(PathBuf::from("var.ini"))
+        );
+        assert_eq!(
+            daemon.config_path_from(None, Some("".into())),
+            Some(PathBuf::from(present))
+        );
+        assert_eq!(
+            daemon.config_path_from(None, None),
+            Some(PathBuf::from(present))
+        );
+        let absent = Daemon::new("SVCKITPATH").default_config("/nonexistent/absent.ini");
+        assert_eq!(absent.config_path_from(None, None), None);
+        assert_eq!(Daemon::new("SVCKITPATH").config_path_from(None, None), None);
+        assert_eq!(absent.config_path_from(flag.clone(), None), flag);
     }
 
     #[derive(Debug, Default, Deserialize)]

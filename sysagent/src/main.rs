@@ -17,9 +17,9 @@ use sysagent::config::ENV_PREFIX;
 #[derive(Debug, Parser)]
 #[command(name = "sysagent", version)]
 struct Cli {
-    /// Config file (.ini, .conf or .toml). Without it, ./sysagent.ini if present, else
-    /// defaults plus SYSAGENT_* environment variables only.
-    #[arg(long, short)]
+    /// Config file (.ini, .conf or .toml). Without it, the file SYSAGENT_CONFIG names, else
+    /// ./sysagent.ini if present, else defaults plus SYSAGENT_* environment variables only.
+    #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Collect once (twice, 1 s apart, for CPU %), print the InfluxDB line protocol to stdout
     /// and exit; nothing is sent or served.
@@ -42,11 +42,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Synchronous logging: sysagent logs a few lines an hour, and the async writer thread
     // would wake up far more often than that (measured: docs/bench/sysagent.md).
-    let daemon = Daemon::new(ENV_PREFIX).log_mode(LogMode::Sync);
-    let path = cli.config.clone().or_else(|| {
-        let default = PathBuf::from("sysagent.ini");
-        default.exists().then_some(default)
-    });
+    let daemon = Daemon::new(ENV_PREFIX)
+        .log_mode(LogMode::Sync)
+        .default_config("sysagent.ini");
+    let path = daemon.config_path(cli.config);
     // LOGGER INIT SITE: `start` loads the config and installs the process's logger from its
     // [log] section and --log-level (stderr, plus an optional JSON file).
     let Started {

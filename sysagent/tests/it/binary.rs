@@ -230,3 +230,36 @@ fn unknown_env_variables_are_one_warning_and_the_log_level_comes_from_flag_env_o
     let loud = run(&["--log-level", "info"], &[("SYSAGENT_LOG_LEVEL", "error")]);
     assert!(loud.contains("SYSAGENT_SERVICE_HOST"), "{loud}");
 }
+
+/// `SYSAGENT_CONFIG` names the file when `--config` is not given (over ./sysagent.ini), and
+/// is not itself reported as a stray variable.
+#[test]
+fn the_config_variable_names_the_file_when_the_flag_is_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    // ./sysagent.ini would make the warning visible; the named file hides it.
+    std::fs::write(dir.path().join("sysagent.ini"), "[log]\nlevel = info\n").unwrap();
+    let named = dir.path().join("named.ini");
+    std::fs::write(&named, "[log]\nlevel = error\n").unwrap();
+    let run = |env: &[(&str, &std::ffi::OsStr)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sysagent"));
+        cmd.arg("--once")
+            .current_dir(dir.path())
+            .env("SYSAGENT_SERVICE_HOST", "10.0.0.1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run sysagent --once");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let default = run(&[]);
+    assert!(default.contains("SYSAGENT_SERVICE_HOST"), "{default}");
+    let named = run(&[("SYSAGENT_CONFIG", named.as_os_str())]);
+    assert!(!named.contains("SYSAGENT_SERVICE_HOST"), "{named}");
+    let info = run(&[
+        ("SYSAGENT_CONFIG", std::ffi::OsStr::new("sysagent.ini")),
+        ("SYSAGENT_LOG_LEVEL", std::ffi::OsStr::new("info")),
+    ]);
+    assert!(!info.contains("SYSAGENT_CONFIG"), "{info}");
+}
