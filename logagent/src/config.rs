@@ -8,6 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use service_kit::daemon::DaemonConfig;
+pub use service_kit::daemon::LogConfig;
+
+/// Prefix of the environment overrides (`LOGAGENT_KAFKA_ADDRESS`, `LOGAGENT_LOG_LEVEL`, ...).
+pub const ENV_PREFIX: &str = "LOGAGENT";
 
 /// The whole local configuration file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -19,6 +24,14 @@ pub struct LocalConfig {
     pub etcd: EtcdConfig,
     /// The agent's own behaviour: state directory, path policy, metrics, tailing.
     pub agent: AgentConfig,
+    /// The agent's own log (level, optional JSON file), set up by `service_kit::daemon`.
+    pub log: LogConfig,
+}
+
+impl DaemonConfig for LocalConfig {
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
 }
 
 /// `[kafka]`: the brokers lines are produced to.

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use logagent::config::LocalConfig;
-use service_kit::shutdown::Shutdown;
+use logagent::config::{ENV_PREFIX, LocalConfig};
+use service_kit::daemon::{Daemon, LogArgs, LogMode, Started, Threads};
 
 /// Tails log files and ships new lines to Kafka; which files go to which topic comes from etcd.
 ///
@@ -14,9 +14,10 @@ use service_kit::shutdown::Shutdown;
 #[derive(Debug, Parser)]
 #[command(name = "logagent", version)]
 struct Cli {
-    /// Local config file (.ini, .conf or .toml).
-    #[arg(long, short, default_value = "conf.ini")]
-    config: PathBuf,
+    /// Local config file (.ini, .conf or .toml). Without it, the file LOGAGENT_CONFIG names,
+    /// else ./conf.ini if present, else defaults plus LOGAGENT_* environment variables only.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Kafka brokers, comma-separated ([kafka] address).
     #[arg(long)]
     kafka_address: Option<String>,
@@ -35,9 +36,8 @@ struct Cli {
     /// Prometheus endpoint, empty to disable ([agent] metrics_address).
     #[arg(long)]
     metrics_address: Option<String>,
-    /// Log level of the agent's own log: trace, debug, info, warn, error.
-    #[arg(long, default_value = "info", env = "LOGAGENT_LOG_LEVEL")]
-    log_level: String,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 // The agent's own allocations (per-line acknowledgement tokens, topic names, batches) are
@@ -62,9 +62,21 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let log_guard = init_logging(&cli.log_level)?;
-    let mut config: LocalConfig = service_kit::config::load(&cli.config, "LOGAGENT")
-        .with_context(|| format!("loading the local config {}", cli.config.display()))?;
+    // The agent logs a few lines per event, not per line shipped: the logger's default queue
+    // (16384 records, ~3 MiB kept resident) would be a tenth of its memory.
+    let daemon = Daemon::new(ENV_PREFIX)
+        .log_mode(LogMode::Async {
+            queue_capacity: Some(1024),
+        })
+        .default_config("conf.ini");
+    let path = daemon.config_path(cli.config);
+    // LOGGER INIT SITE: `start` loads the config and installs the process's logger from its
+    // [log] section and --log-level. The guard lives until `run` returns: dropping it
+    // flushes the asynchronous log queue.
+    let Started {
+        mut config,
+        log_guard: _log_guard,
+    } = daemon.start::<LocalConfig>(path.as_deref(), &cli.log)?;
     if let Some(v) = cli.kafka_address {
         config.kafka.address = v;
     }
@@ -83,23 +95,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(v) = cli.metrics_address {
         config.agent.metrics_address = v;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.agent.worker_threads.max(1))
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    let result = runtime.block_on(async move {
-        let shutdown = Shutdown::new();
-        shutdown
-            .install_signal_handlers()
-            .context("installing the SIGINT/SIGTERM handlers")?;
+    let threads = Threads::Workers(config.agent.worker_threads);
+    daemon.run(threads, |shutdown| async move {
         let agent = logagent::agent::start(config, shutdown).await?;
         agent.task.await.context("the agent task panicked")??;
         anyhow::Ok(())
-    });
-    // Dropping the guard flushes the asynchronous log queue.
-    drop(log_guard);
-    result
+    })
 }
 
 /// glibc (which librdkafka allocates from) gives each thread that allocates its own arena,
@@ -111,16 +112,4 @@ fn limit_malloc_arenas() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
-}
-
-// LOGGER INIT SITE: the only place the process's logger is set up.
-fn init_logging(level: &str) -> anyhow::Result<logger::LoggerGuard> {
-    logger::Builder::new()
-        // The agent logs a few lines per event, not per line shipped: the default queue
-        // (16384 records, ~3 MiB kept resident) would be a tenth of its memory.
-        .queue_capacity(1024)
-        .level(level)
-        .output("console", logger::OutputConfig::console())
-        .init()
-        .with_context(|| format!("initialising the logger with level {level:?}"))
 }

@@ -37,21 +37,14 @@ fn kill_9_mid_stream_then_restart_loses_no_line() {
     etcd_put(&etcd.endpoint(), KEY, &format!("[{}]", entry(&f, "k9")));
     let port = test_servers::free_port();
     let metrics = format!("http://127.0.0.1:{port}/metrics");
-    let conf = dir.path().join("conf.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[kafka]\naddress = \"{}\"\nlinger_ms = 1\n[etcd]\naddress = \"{}\"\ntimeout = 2\n\
-             collect_log_key = \"/logagent/{{ip}}/collect_config\"\n\
-             [agent]\ndata_dir = \"{}\"\nallowed_paths = \"{}/**\"\nmetrics_address = \"127.0.0.1:{port}\"\n\
-             hostname = \"{HOST}\"\nip = \"{IP}\"\npoll_interval_ms = 20\nscan_interval_ms = 100\ncheckpoint_interval_ms = 300\n",
-            kafka.bootstrap_servers(),
-            etcd.endpoint(),
-            dir.path().join("data").display(),
-            logs.display()
-        ),
-    )
-    .unwrap();
+    let conf = write_conf(
+        dir.path(),
+        &kafka.bootstrap_servers(),
+        &etcd.endpoint(),
+        &logs,
+        port,
+        "checkpoint_interval_ms = 300\n",
+    );
 
     std::fs::File::create(&f).unwrap();
     let mut agent = spawn(&conf);

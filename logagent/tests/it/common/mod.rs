@@ -39,6 +39,33 @@ pub fn config(dir: &Path, kafka: &str, etcd: &str) -> LocalConfig {
     c
 }
 
+/// Writes a TOML config for the agent binary: `kafka` and `etcd`, state in `dir/data`,
+/// `logs` as the allowed directory, /metrics on `metrics_port`, quick polling. `extra_agent`
+/// is appended to the `[agent]` section (`key = value` lines).
+pub fn write_conf(
+    dir: &Path,
+    kafka: &str,
+    etcd: &str,
+    logs: &Path,
+    metrics_port: u16,
+    extra_agent: &str,
+) -> PathBuf {
+    let conf = dir.join("conf.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[kafka]\naddress = \"{kafka}\"\nlinger_ms = 1\n[etcd]\naddress = \"{etcd}\"\ntimeout = 2\n\
+             collect_log_key = \"/logagent/{{ip}}/collect_config\"\n\
+             [agent]\ndata_dir = \"{}\"\nallowed_paths = \"{}/**\"\nmetrics_address = \"127.0.0.1:{metrics_port}\"\n\
+             hostname = \"{HOST}\"\nip = \"{IP}\"\npoll_interval_ms = 20\nscan_interval_ms = 100\n{extra_agent}",
+            dir.join("data").display(),
+            logs.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
 /// The agent, running in this process on its own runtime.
 pub struct Agent {
     agent: AgentThread,

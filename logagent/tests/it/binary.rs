@@ -1,0 +1,139 @@
+//! The `logagent` binary's start: environment variables with the prefix that name no config
+//! key (Kubernetes' `LOGAGENT_SERVICE_HOST`) are one warning, not a failed start, and the
+//! level comes from `--log-level`, else `LOGAGENT_LOG_LEVEL`, else `[log] level`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::*;
+use test_servers::{Etcd, Kafka, wait_until};
+
+/// The binary as a child process, killed if the test fails before it stopped.
+struct Binary {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Binary {
+    fn spawn(conf: &Path, args: &[&str], stderr: PathBuf) -> Binary {
+        let child = Command::new(env!("CARGO_BIN_EXE_logagent"))
+            .arg("--config")
+            .arg(conf)
+            .args(args)
+            // The release before the `[log]` section stopped at start on the first one
+            // ("unknown field `log`"); the second is what Kubernetes injects.
+            .env("LOGAGENT_LOG_LEVEL", "debug")
+            .env("LOGAGENT_SERVICE_HOST", "10.0.0.1:80")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start the logagent binary");
+        Binary { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status (bounded wait); returns the stderr.
+    fn terminate(mut self) -> String {
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let mut status = None;
+        let exited = wait_until(Duration::from_secs(60), || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert!(exited, "no exit after SIGTERM; stderr:\n{}", self.stderr());
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "exit status {status:?}; stderr:\n{}",
+            self.stderr()
+        );
+        self.stderr()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines_naming(stderr: &str, variable: &str) -> usize {
+    stderr.lines().filter(|l| l.contains(variable)).count()
+}
+
+fn has_debug_records(stderr: &str) -> bool {
+    stderr.lines().any(|l| l.contains(" DEBUG "))
+}
+
+#[test]
+fn stray_env_variables_are_one_warning_and_the_log_level_comes_from_flag_or_env() {
+    let kafka = Kafka::start();
+    let etcd = Etcd::start();
+    kafka.create_topic("bin", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs_dir(dir.path());
+    let f = logs.join("app.log");
+    std::fs::File::create(&f).unwrap();
+    etcd_put(&etcd.endpoint(), KEY, &format!("[{}]", entry(&f, "bin")));
+    let port = test_servers::free_port();
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let conf = write_conf(
+        dir.path(),
+        &kafka.bootstrap_servers(),
+        &etcd.endpoint(),
+        &logs,
+        port,
+        "",
+    );
+
+    // LOGAGENT_LOG_LEVEL=debug: the agent starts, ships, and logs at debug.
+    let agent = Binary::spawn(&conf, &[], dir.path().join("env.log"));
+    assert!(
+        wait_until(Duration::from_secs(60), || metric(
+            &metrics,
+            "logagent_files_watched"
+        ) >= 1.0),
+        "never tailed the file; stderr:\n{}",
+        agent.stderr()
+    );
+    append(&f, lines("bin", 0..100));
+    assert!(
+        wait_until(Duration::from_secs(60), || metric(
+            &metrics,
+            "logagent_lines_sent_total"
+        ) >= 100.0),
+        "never shipped the lines; stderr:\n{}",
+        agent.stderr()
+    );
+    let stderr = agent.terminate();
+    assert_eq!(
+        lines_naming(&stderr, "LOGAGENT_SERVICE_HOST"),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(lines_naming(&stderr, "LOGAGENT_LOG_LEVEL"), 0, "{stderr}");
+    assert!(has_debug_records(&stderr), "{stderr}");
+
+    // --log-level wins over LOGAGENT_LOG_LEVEL.
+    let agent = Binary::spawn(&conf, &["--log-level", "info"], dir.path().join("flag.log"));
+    assert!(
+        wait_until(Duration::from_secs(60), || metric(
+            &metrics,
+            "logagent_files_watched"
+        ) >= 1.0),
+        "never tailed the file; stderr:\n{}",
+        agent.stderr()
+    );
+    let stderr = agent.terminate();
+    assert_eq!(
+        lines_naming(&stderr, "LOGAGENT_SERVICE_HOST"),
+        1,
+        "{stderr}"
+    );
+    assert!(!has_debug_records(&stderr), "{stderr}");
+}
