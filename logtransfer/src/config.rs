@@ -4,6 +4,8 @@
 //! (for example `LOGTRANSFER_ES_ADDRESS`), see `service_kit::config::load`.
 
 use serde::Deserialize;
+use service_kit::daemon::DaemonConfig;
+pub use service_kit::daemon::LogConfig;
 
 pub use crate::sinks::elasticsearch::config::{BatchConfig, ElasticsearchConfig};
 
@@ -25,27 +27,13 @@ pub struct Config {
     /// When present, the topic list comes from an etcd key (watched live) instead of
     /// `[kafka] topics`.
     pub etcd: Option<EtcdConfig>,
-    /// logtransfer's own logs.
+    /// logtransfer's own logs (`[log] level` / `file`), set up by `service_kit::daemon`.
     pub log: LogConfig,
 }
 
-/// `[log]`: logtransfer's own logs.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// Level spec of our `logger`: `trace` .. `error`, optionally per target
-    /// (`info,rdkafka=warn`).
-    pub level: String,
-    /// A file to write JSON records to (ECS layout); empty for standard error only.
-    pub file: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".into(),
-            file: String::new(),
-        }
+impl DaemonConfig for Config {
+    fn log(&self) -> &LogConfig {
+        &self.log
     }
 }
 

@@ -2,55 +2,43 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
+use logtransfer::config::{Config, ENV_PREFIX};
+use service_kit::daemon::{Daemon, LogArgs, Started, Threads};
 
 /// Consumes Kafka topics and indexes the records into Elasticsearch with batched _bulk
 /// requests; every record lands exactly once (or in the dead-letter topic).
+///
+/// Every config key can also be set as LOGTRANSFER_<SECTION>_<KEY> (e.g. LOGTRANSFER_ES_ADDRESS);
+/// the flags below win over both.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Configuration file (.ini/.conf or .toml); `LOGTRANSFER_<SECTION>_<KEY>` variables
-    /// override it. Without it, defaults plus the environment.
-    #[arg(short, long, env = "LOGTRANSFER_CONFIG")]
+    /// Configuration file (.ini/.conf or .toml). Without it, the file LOGTRANSFER_CONFIG
+    /// names, else defaults plus LOGTRANSFER_* environment variables only.
+    #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
-}
-
-/// Our `logger`: text on stderr, plus ECS JSON lines in `[log] file` when set (which a
-/// logagent can ship like any other app's). The library logs through the `log` facade.
-fn init_logging(config: &logtransfer::config::LogConfig) -> anyhow::Result<logger::LoggerGuard> {
-    let mut builder = logger::Builder::new()
-        .level(config.level.clone())
-        .output("console", logger::OutputConfig::console());
-    if !config.file.is_empty() {
-        builder = builder.output("file", logger::OutputConfig::file(&config.file).json());
-    }
-    builder.init().with_context(|| {
-        format!(
-            "cannot set up logging ([log] level {:?}, file {:?})",
-            config.level, config.file
-        )
-    })
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config: logtransfer::config::Config = match &args.config {
-        Some(path) => service_kit::config::load(path, logtransfer::config::ENV_PREFIX),
-        None => service_kit::config::load_env_only(logtransfer::config::ENV_PREFIX),
-    }
-    .context("cannot load the configuration")?;
-    let _log_guard = init_logging(&config.log)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let shutdown = service_kit::shutdown::Shutdown::new();
-        shutdown
-            .install_signal_handlers()
-            .context("cannot install the SIGINT/SIGTERM handlers")?;
+    // The logger's default asynchronous queue: logtransfer must not wait on its own log
+    // while it holds a batch. No default file: without --config or LOGTRANSFER_CONFIG it
+    // has always run on defaults plus the environment (containers configure it that way).
+    let daemon = Daemon::new(ENV_PREFIX);
+    let path = daemon.config_path(args.config);
+    // LOGGER INIT SITE: `start` loads the config and installs our `logger` from its [log]
+    // section and --log-level: text on stderr, plus ECS JSON lines in `[log] file` when set
+    // (which a logagent can ship like any other app's).
+    let Started {
+        config,
+        log_guard: _log_guard,
+    } = daemon.start::<Config>(path.as_deref(), &args.log)?;
+    // Parsing and encoding scale with the cores: tokio's default of one worker per core.
+    daemon.run(Threads::PerCore, |shutdown| async move {
         logtransfer::run(config, shutdown).await?;
-        Ok(())
+        anyhow::Ok(())
     })
 }

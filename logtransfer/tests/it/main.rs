@@ -4,6 +4,7 @@
 //! statically, and a binary per file made a cold CI build run out of disk.
 //! nextest still runs every test in its own process.
 
+mod binary;
 mod common;
 mod crash;
 mod end_to_end;

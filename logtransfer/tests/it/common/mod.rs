@@ -162,6 +162,18 @@ pub struct Process {
 impl Process {
     /// Writes `config` as an INI file (the format operators use) and starts the binary on it.
     pub fn start(dir: &std::path::Path, config: &Config, name: &str) -> Process {
+        Process::start_with(dir, config, name, &[], &[])
+    }
+
+    /// [`Process::start`] with extra arguments and environment variables; its stderr goes
+    /// to `dir/{name}.log`.
+    pub fn start_with(
+        dir: &std::path::Path,
+        config: &Config,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Process {
         let path = dir.join(format!("{name}.ini"));
         let ini = format!(
             "[kafka]\naddress = {}\ngroup_id = {}\ntopics = {}\nsession_timeout_ms = {}\ncommit_interval_ms = {}\n\
@@ -188,6 +200,8 @@ impl Process {
         let child = Command::new(env!("CARGO_BIN_EXE_logtransfer"))
             .arg("--config")
             .arg(&path)
+            .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
