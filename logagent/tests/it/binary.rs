@@ -32,6 +32,15 @@ impl Binary {
         Binary { child, stderr }
     }
 
+    /// Waits (bounded) until `metric` on `metrics` reaches `at`.
+    fn wait_metric(&self, metrics: &str, name: &str, at: f64) {
+        assert!(
+            wait_until(Duration::from_secs(60), || metric(metrics, name) >= at),
+            "{name} never reached {at}; stderr:\n{}",
+            self.stderr()
+        );
+    }
+
     fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
@@ -62,12 +71,10 @@ impl Drop for Binary {
     }
 }
 
-fn lines_naming(stderr: &str, variable: &str) -> usize {
-    stderr.lines().filter(|l| l.contains(variable)).count()
-}
-
-fn has_debug_records(stderr: &str) -> bool {
-    stderr.lines().any(|l| l.contains(" DEBUG "))
+/// Lines naming `variable`, and whether any record is at debug level.
+fn summary(stderr: &str, variable: &str) -> (usize, bool) {
+    let naming = stderr.lines().filter(|l| l.contains(variable)).count();
+    (naming, stderr.contains(" DEBUG "))
 }
 
 #[test]
@@ -93,47 +100,24 @@ fn stray_env_variables_are_one_warning_and_the_log_level_comes_from_flag_or_env(
 
     // LOGAGENT_LOG_LEVEL=debug: the agent starts, ships, and logs at debug.
     let agent = Binary::spawn(&conf, &[], dir.path().join("env.log"));
-    assert!(
-        wait_until(Duration::from_secs(60), || metric(
-            &metrics,
-            "logagent_files_watched"
-        ) >= 1.0),
-        "never tailed the file; stderr:\n{}",
-        agent.stderr()
-    );
+    agent.wait_metric(&metrics, "logagent_files_watched", 1.0);
     append(&f, lines("bin", 0..100));
-    assert!(
-        wait_until(Duration::from_secs(60), || metric(
-            &metrics,
-            "logagent_lines_sent_total"
-        ) >= 100.0),
-        "never shipped the lines; stderr:\n{}",
-        agent.stderr()
-    );
+    agent.wait_metric(&metrics, "logagent_lines_sent_total", 100.0);
     let stderr = agent.terminate();
     assert_eq!(
-        lines_naming(&stderr, "LOGAGENT_SERVICE_HOST"),
-        1,
+        summary(&stderr, "LOGAGENT_SERVICE_HOST"),
+        (1, true),
         "{stderr}"
     );
-    assert_eq!(lines_naming(&stderr, "LOGAGENT_LOG_LEVEL"), 0, "{stderr}");
-    assert!(has_debug_records(&stderr), "{stderr}");
+    assert_eq!(summary(&stderr, "LOGAGENT_LOG_LEVEL").0, 0, "{stderr}");
 
     // --log-level wins over LOGAGENT_LOG_LEVEL.
     let agent = Binary::spawn(&conf, &["--log-level", "info"], dir.path().join("flag.log"));
-    assert!(
-        wait_until(Duration::from_secs(60), || metric(
-            &metrics,
-            "logagent_files_watched"
-        ) >= 1.0),
-        "never tailed the file; stderr:\n{}",
-        agent.stderr()
-    );
+    agent.wait_metric(&metrics, "logagent_files_watched", 1.0);
     let stderr = agent.terminate();
     assert_eq!(
-        lines_naming(&stderr, "LOGAGENT_SERVICE_HOST"),
-        1,
+        summary(&stderr, "LOGAGENT_SERVICE_HOST"),
+        (1, false),
         "{stderr}"
     );
-    assert!(!has_debug_records(&stderr), "{stderr}");
 }
