@@ -155,7 +155,12 @@ impl Builder {
         self
     }
 
-    /// Called on the producer's thread for every Kafka message that failed for good.
+    /// Called for every Kafka message that failed for good, and when a failed producer is
+    /// replaced: (output name, error text). It runs on librdkafka's thread or on the
+    /// logger's writer thread, both of which the logger may be waiting for, so it must be
+    /// quick. It may log: those records never wait (in async mode they are dropped, and
+    /// counted in [`Stats::dropped`](crate::Stats::dropped), when the queue is full; in
+    /// sync mode always), so a callback that logs cannot deadlock the logger.
     pub fn on_kafka_error(mut self, f: impl Fn(&str, &str) + Send + Sync + 'static) -> Self {
         self.kafka_error = Some(Arc::new(f));
         self

@@ -78,9 +78,7 @@ impl Dispatch {
                 continue;
             }
             let buf = &mut self.buf;
-            // A panicking output or format must not take the writer thread down: the
-            // callers would then wait on a full queue forever. It counts as a failed write.
-            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let res = guarded("writing a record", || {
                 let (format, ctx) = (&slot.format, &mut slot.ctx);
                 match slot
                     .output
@@ -93,11 +91,6 @@ impl Dispatch {
                         slot.output.write(buf, r)
                     }
                 }
-            }))
-            .unwrap_or_else(|_| {
-                Err(io::Error::other(
-                    "the output panicked while writing a record",
-                ))
             });
             report(slot, res, &self.counters);
         }
@@ -113,30 +106,41 @@ impl Dispatch {
     }
 
     pub(crate) fn flush(&mut self) {
-        self.end_cycle(|o| o.flush());
+        self.end_cycle("flushing", |o| o.flush());
     }
 
     pub(crate) fn tick(&mut self) {
         for slot in &mut self.slots {
-            let res = slot.output.tick();
+            let res = guarded("doing upkeep", || slot.output.tick());
             report(slot, res, &self.counters);
         }
     }
 
     pub(crate) fn close(&mut self) {
-        self.end_cycle(|o| o.close());
+        self.end_cycle("closing", |o| o.close());
     }
 
     /// Flushing and closing both push out what is buffered, so either one ends a flush
     /// cycle (see [`end_flush_cycle`]).
-    fn end_cycle(&mut self, op: impl Fn(&mut dyn Output) -> io::Result<()>) {
+    fn end_cycle(&mut self, what: &str, op: impl Fn(&mut dyn Output) -> io::Result<()>) {
         self.publish();
         for slot in &mut self.slots {
-            let res = op(slot.output.as_mut());
+            let res = guarded(what, || op(slot.output.as_mut()));
             report(slot, res, &self.counters);
             end_flush_cycle(slot);
         }
     }
+}
+
+/// Runs one call into an output (or its format). A panic there must not take the
+/// writer thread down (block-mode callers would then wait on a full queue for ever):
+/// it counts as a failed call, and the output is called again next time.
+fn guarded(what: &str, call: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|_| {
+        Err(io::Error::other(format!(
+            "the output panicked while {what}"
+        )))
+    })
 }
 
 /// Counts a failure and tells stderr once per output, until the output works again

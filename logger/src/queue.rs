@@ -112,6 +112,11 @@ impl<T> Producer<T> {
         (q.mask + 1).saturating_sub(used)
     }
 
+    /// The consumer's position: everything before it has been consumed.
+    pub(crate) fn head(&self) -> usize {
+        self.0.head.0.load(Ordering::Acquire)
+    }
+
     /// The position the next push will take: everything pushed before this call has a
     /// smaller position.
     pub(crate) fn tail(&self) -> usize {

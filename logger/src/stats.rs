@@ -19,7 +19,11 @@ pub(crate) struct Counters {
 /// A snapshot of the counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Records dropped because the queue was full (drop mode).
+    /// Records dropped before reaching the outputs: the queue was full in drop mode; or
+    /// they were logged from code the outputs wait for (an output, the Kafka error
+    /// callback) and could not go at once; or the writer thread was gone (it panicked
+    /// past every guard, or the logger was shutting down), counting those stranded in
+    /// its queue.
     pub dropped: u64,
     /// Writes that failed in an output (each is also reported to stderr, once per output
     /// until it recovers).

@@ -3,6 +3,7 @@
 //! an interval and does the outputs' upkeep while idle. Callers only ever publish into
 //! the queue; everything after it runs here.
 
+use std::cell::Cell;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,14 +32,68 @@ pub enum Overflow {
 /// Requests to the writer besides records. Each carries the queue position it must
 /// drain up to first, so it sees every record its caller logged before asking.
 enum Ctl {
-    Flush { upto: usize, ack: Sender<()> },
-    Shutdown { upto: usize },
+    Flush {
+        upto: usize,
+        ack: Sender<()>,
+    },
+    Shutdown {
+        upto: usize,
+    },
+    /// Ends the writer thread with a panic, as a bug past every guard would.
+    #[cfg(test)]
+    Die,
 }
 
 /// How the writer side is reached.
 pub(crate) enum Writer {
-    Sync(Mutex<Dispatch>),
+    /// The outputs, and the counters for records that cannot reach them.
+    Sync(Mutex<Dispatch>, Arc<Counters>),
     Async(AsyncWriter),
+}
+
+thread_local! {
+    /// Whether this thread must never wait for the outputs: the writer thread always, a
+    /// sync caller while it holds them, and a thread the outputs themselves wait for
+    /// (librdkafka's, running the Kafka error callback). Logging from there (an output or
+    /// the callback that logs) would otherwise wait for itself.
+    static NO_WAIT: Cell<bool> = const { Cell::new(false) };
+}
+
+fn must_not_wait() -> bool {
+    NO_WAIT.with(Cell::get)
+}
+
+/// Marks the current thread as one that must not wait until dropped (also on unwind).
+struct NoWait(bool);
+
+impl NoWait {
+    fn enter() -> NoWait {
+        NoWait(NO_WAIT.with(|d| d.replace(true)))
+    }
+}
+
+impl Drop for NoWait {
+    fn drop(&mut self) {
+        NO_WAIT.with(|d| d.set(self.0));
+    }
+}
+
+/// Runs `f` (code the outputs may wait for, such as the Kafka error callback) so that
+/// logging from it never waits: a record that cannot be queued at once is dropped and
+/// counted in `Stats::dropped`, and `flush` returns at once.
+pub(crate) fn without_waiting<R>(f: impl FnOnce() -> R) -> R {
+    let _no_wait = NoWait::enter();
+    f()
+}
+
+/// Locks the sync outputs, marking the thread as one that must not wait; `None` when it
+/// already is (an output logging): waiting for the lock would wait for itself.
+fn lock_sync(d: &Mutex<Dispatch>) -> Option<(NoWait, parking_lot::MutexGuard<'_, Dispatch>)> {
+    if must_not_wait() {
+        return None;
+    }
+    let guard = d.lock();
+    Some((NoWait::enter(), guard))
 }
 
 pub(crate) struct AsyncWriter {
@@ -49,6 +104,12 @@ pub(crate) struct AsyncWriter {
     /// Set by the writer before a long park; a caller that sees it after publishing a
     /// record wakes the writer. While the writer polls, callers make no syscall at all.
     writer_sleeping: Arc<AtomicBool>,
+    /// Set when the writer thread no longer takes records: it panicked (past every
+    /// guard) or it is shutting down. Callers then drop and count rather than wait.
+    gone: Arc<AtomicBool>,
+    /// Queue position up to which records stranded by a gone writer have been counted
+    /// as dropped (`None` until the first count).
+    stranded: Mutex<Option<usize>>,
     join: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
 }
@@ -74,7 +135,8 @@ pub(crate) enum Enqueue<F> {
 
 impl Writer {
     pub(crate) fn sync(dispatch: Dispatch) -> Writer {
-        Writer::Sync(Mutex::new(dispatch))
+        let counters = Arc::clone(dispatch.counters());
+        Writer::Sync(Mutex::new(dispatch), counters)
     }
 
     /// Starts the writer thread.
@@ -85,9 +147,16 @@ impl Writer {
         let interval = settings.flush_interval;
         let writer_sleeping = Arc::new(AtomicBool::new(false));
         let sleeping = Arc::clone(&writer_sleeping);
+        let gone = Arc::new(AtomicBool::new(false));
+        let exit = WriterExit(Arc::clone(&gone));
         let join = std::thread::Builder::new()
             .name("logger-writer".into())
-            .spawn(move || writer_loop(consumer, ctl_rx, dispatch, interval, &sleeping))?;
+            .spawn(move || {
+                // Dropped last, also when the loop panics.
+                let exit = exit;
+                let _no_wait = NoWait::enter();
+                writer_loop(consumer, ctl_rx, dispatch, interval, &sleeping, &exit.0)
+            })?;
         let writer = join.thread().clone();
         Ok(Writer::Async(AsyncWriter {
             queue,
@@ -95,17 +164,11 @@ impl Writer {
             overflow: settings.overflow,
             writer,
             writer_sleeping,
+            gone,
+            stranded: Mutex::new(None),
             join: Mutex::new(Some(join)),
             counters,
         }))
-    }
-
-    /// Whether the caller is the writer thread, which must never wait for itself.
-    pub(crate) fn on_writer_thread(&self) -> bool {
-        match self {
-            Writer::Sync(_) => false,
-            Writer::Async(a) => std::thread::current().id() == a.writer.id(),
-        }
     }
 
     /// The hot path: takes a queue slot first and builds the record straight into it
@@ -133,24 +196,29 @@ impl Writer {
     }
 
     /// Writes (sync) or queues (async) a built record, waiting for room or dropping it
-    /// as the overflow policy says.
+    /// as the overflow policy says. From inside the outputs (an output or the Kafka
+    /// error callback logging) it never waits: a record that cannot go at once is
+    /// dropped and counted.
     pub(crate) fn submit(&self, r: Record) {
         match self {
-            Writer::Sync(d) => {
-                let mut r = r;
-                let mut d = d.lock();
-                d.write(&mut r);
-                d.flush();
-            }
+            Writer::Sync(d, counters) => match lock_sync(d) {
+                Some((_no_wait, mut d)) => {
+                    let mut r = r;
+                    d.write(&mut r);
+                    d.flush();
+                }
+                None => {
+                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            },
             Writer::Async(a) => match a.queue.push(r) {
                 Ok(()) => a.wake_if_sleeping(),
                 Err(r) => {
                     a.writer.unpark();
-                    match a.overflow {
-                        Overflow::Block => a.push_blocking(r),
-                        Overflow::Drop => {
-                            a.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if a.overflow == Overflow::Block && !must_not_wait() {
+                        a.push_blocking(r);
+                    } else {
+                        a.counters.dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             },
@@ -162,8 +230,9 @@ impl Writer {
     /// room it alone can make.
     pub(crate) fn submit_from_panic(&self, r: Record) {
         match self {
-            Writer::Sync(d) => {
+            Writer::Sync(d, _) => {
                 if let Some(mut d) = d.try_lock() {
+                    let _no_wait = NoWait::enter();
                     let mut r = r;
                     d.write(&mut r);
                     d.flush();
@@ -171,7 +240,7 @@ impl Writer {
             }
             Writer::Async(a) => {
                 if let Err(r) = a.queue.push(r)
-                    && !self.on_writer_thread()
+                    && !must_not_wait()
                 {
                     a.writer.unpark();
                     a.push_blocking(r);
@@ -184,17 +253,25 @@ impl Writer {
     /// Writes everything queued so far to the outputs and returns when that is done.
     pub(crate) fn flush(&self) {
         match self {
-            Writer::Sync(d) => d.lock().flush(),
+            Writer::Sync(d, _) => {
+                if let Some((_no_wait, mut d)) = lock_sync(d) {
+                    d.flush();
+                }
+            }
             Writer::Async(a) => {
                 // The writer cannot wait for itself (a panic or fatal on the writer thread).
-                if self.on_writer_thread() {
+                if must_not_wait() {
                     return;
                 }
                 let (ack, ack_rx) = crossbeam_channel::bounded(1);
                 let upto = a.queue.tail();
                 if a.ctl.send(Ctl::Flush { upto, ack }).is_ok() {
                     a.writer.unpark();
+                    // An error means the writer thread ended without answering.
                     let _ = ack_rx.recv();
+                }
+                if a.gone.load(Ordering::Acquire) {
+                    a.count_stranded();
                 }
             }
         }
@@ -203,7 +280,11 @@ impl Writer {
     /// Drains the queue, closes the outputs and stops the writer thread. Call once.
     pub(crate) fn shutdown(&self) {
         match self {
-            Writer::Sync(d) => d.lock().close(),
+            Writer::Sync(d, _) => {
+                if let Some((_no_wait, mut d)) = lock_sync(d) {
+                    d.close();
+                }
+            }
             Writer::Async(a) => {
                 let upto = a.queue.tail();
                 if a.ctl.send(Ctl::Shutdown { upto }).is_ok() {
@@ -211,9 +292,11 @@ impl Writer {
                 }
                 let join = a.join.lock().take();
                 if let Some(j) = join
-                    && !self.on_writer_thread()
+                    && !must_not_wait()
                 {
                     let _ = j.join();
+                    // Whatever was queued after the shutdown request is never written.
+                    a.count_stranded();
                 }
             }
         }
@@ -243,8 +326,12 @@ impl AsyncWriter {
     }
 
     /// Waits for room: spin, then yield, then nap. Parking on a futex would cost a
-    /// wake-up round-trip per record while the queue stays full.
+    /// wake-up round-trip per record while the queue stays full. A writer that is gone
+    /// will never make room: the record is dropped and counted instead.
     fn push_blocking(&self, mut r: Record) {
+        if self.gone.load(Ordering::Acquire) {
+            return self.dropped_for_gone_writer();
+        }
         let mut round = 0u32;
         // Once full, wait for a run of free slots rather than one: taking each slot as
         // the writer frees it keeps both threads on the same cache lines, and that
@@ -265,9 +352,50 @@ impl AsyncWriter {
             } else if round <= 20 {
                 std::thread::yield_now();
             } else {
+                if self.gone.load(Ordering::Acquire) {
+                    return self.dropped_for_gone_writer();
+                }
                 self.writer.unpark();
                 std::thread::sleep(Duration::from_micros(50));
             }
+        }
+    }
+
+    /// Counts a record that a gone writer will never take (and whatever is stranded in
+    /// the queue).
+    #[cold]
+    fn dropped_for_gone_writer(&self) {
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        self.count_stranded();
+    }
+
+    /// Counts the records left in the queue of a gone writer as dropped, each once: the
+    /// writer's position no longer moves, so everything between it and the tail is lost.
+    fn count_stranded(&self) {
+        let tail = self.queue.tail();
+        let mut counted = self.stranded.lock();
+        let from = counted.unwrap_or_else(|| self.queue.head());
+        let n = tail.wrapping_sub(from);
+        if n as isize > 0 {
+            self.counters.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            *counted = Some(tail);
+        }
+    }
+}
+
+/// Owned by the writer thread; when the thread ends (returns or panics) it tells the
+/// callers, so block mode stops waiting for room, and says so once on stderr if the
+/// thread panicked.
+struct WriterExit(Arc<AtomicBool>);
+
+impl Drop for WriterExit {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+        if std::thread::panicking() {
+            eprintln!(
+                "logger: the writer thread panicked; records logged from now on are dropped \
+                 (counted in Stats::dropped)"
+            );
         }
     }
 }
@@ -288,6 +416,7 @@ fn writer_loop(
     mut d: Dispatch,
     interval: Duration,
     sleeping: &AtomicBool,
+    gone: &AtomicBool,
 ) {
     let mut last_flush = Instant::now();
     let mut last_tick = Instant::now();
@@ -313,9 +442,15 @@ fn writer_loop(
                 }
                 Ctl::Shutdown { upto } => {
                     drain_until(&mut q, &mut d, upto);
+                    // Nothing queued from now on is written: a caller must not wait for
+                    // room (librdkafka's thread, logging from the error callback while
+                    // the Kafka output closes, would hold the close up).
+                    gone.store(true, Ordering::Release);
                     d.close();
                     return;
                 }
+                #[cfg(test)]
+                Ctl::Die => panic!("writer thread told to die (test)"),
             }
         }
         let now = Instant::now();
@@ -356,5 +491,62 @@ fn writer_loop(
         } else {
             idle = IDLE_MIN;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::level::Level;
+    use crate::record::Origin;
+
+    fn record(i: usize) -> Record {
+        Record {
+            level: Level::Info,
+            time_us: 0,
+            origin: Origin::other("test", "", 0, None),
+            thread_id: 0,
+            thread_name: None,
+            message: format!("r{i}").into(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// A writer thread that dies (a panic past every guard) must not leave block-mode
+    /// callers waiting for room for ever: they drop and count, and so are the records
+    /// stranded in the queue. Before, `submit` spun on the full queue without end.
+    #[test]
+    fn block_mode_callers_do_not_wait_for_a_dead_writer() {
+        let counters = Arc::new(Counters::new(Vec::new()));
+        let dispatch = Dispatch::new(Vec::new(), Arc::clone(&counters));
+        let settings = AsyncSettings {
+            capacity: 4,
+            overflow: Overflow::Block,
+            flush_interval: Duration::from_millis(50),
+        };
+        let writer = Arc::new(Writer::spawn(dispatch, settings).unwrap());
+        let Writer::Async(a) = &*writer else {
+            unreachable!()
+        };
+        a.ctl.send(Ctl::Die).unwrap();
+        a.writer.unpark();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !a.gone.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "the writer thread did not end");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let w = Arc::clone(&writer);
+        std::thread::spawn(move || {
+            for i in 0..100 {
+                w.submit(record(i));
+            }
+            w.flush();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("a block-mode caller hung on the queue of a dead writer");
+        writer.shutdown();
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 100);
     }
 }

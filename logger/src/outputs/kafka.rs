@@ -81,11 +81,19 @@ impl ProducerContext for Ctx {
             Err((e, _)) => {
                 self.counters.add(OutputCounter::DeliveryErrors);
                 if let Some(cb) = &self.on_error {
-                    cb(&self.name, &e.to_string());
+                    tell(cb, &self.name, &e.to_string());
                 }
             }
         }
     }
+}
+
+/// Calls the application's error callback. It runs on librdkafka's thread or on the
+/// logger's writer thread, and the writer may be waiting for librdkafka's thread (a
+/// producer being replaced or closed joins it): a callback that logs must not wait for
+/// room in the queue, so its records are dropped and counted when the queue is full.
+fn tell(cb: &KafkaErrorCallback, name: &str, error: &str) {
+    crate::writer::without_waiting(|| cb(name, error));
 }
 
 /// Produces each formatted line (without its newline) as one message.
@@ -185,7 +193,8 @@ impl KafkaOutput {
         self.producer = fresh;
         self.counters.add(OutputCounter::Replaced);
         if let Some(cb) = &self.on_error {
-            cb(
+            tell(
+                cb,
                 &self.settings.name,
                 &format!(
                     "the Kafka producer failed for good ({reason}); replaced by a new one, \

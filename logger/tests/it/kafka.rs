@@ -238,3 +238,66 @@ fn a_fatally_failed_producer_is_replaced_and_later_records_arrive() {
     );
     drop(guard);
 }
+
+/// The error callback logs (as an application's would) while the queue is full. The
+/// producer replacement tells the callback on the writer thread: before, the callback's
+/// logging waited there for room that only the writer itself could make, for ever.
+#[test]
+fn an_error_callback_that_logs_does_not_deadlock_the_writer() {
+    use crate::common::within;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let _s = serial();
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("logs", 1, 1).unwrap();
+    let told = Arc::new(AtomicU64::new(0));
+    let told2 = told.clone();
+    let guard = Builder::new()
+        .level("info,librdkafka=off,rdkafka=off")
+        .output(
+            "bus",
+            OutputConfig::kafka(cluster.bootstrap_servers(), "logs"),
+        )
+        .queue_capacity(4)
+        .overflow(logger::Overflow::Block)
+        // A deadlocked logger would also hang this test's own failure in the panic hook.
+        .capture_panics(false)
+        .on_kafka_error(move |_, err| {
+            told2.fetch_add(1, Ordering::SeqCst);
+            for i in 0..50 {
+                logger::warn!("kafka trouble {i}: {err}");
+            }
+        })
+        .init()
+        .unwrap();
+    warm_up(&guard);
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    logger::info!("refused by the broker");
+    assert!(
+        wait_until(Duration::from_secs(30), || guard
+            .stats()
+            .kafka_delivery_errors
+            >= 1),
+        "{:?}",
+        guard.stats()
+    );
+    let handle = guard.handle();
+    within(
+        Duration::from_secs(60),
+        "logging after the fatal error",
+        move || {
+            for i in 0..10 {
+                logger::info!(i = i; "after {i}");
+            }
+            handle.flush();
+            drop(guard);
+        },
+    );
+    let stats = handle.stats();
+    assert_eq!(stats.kafka_producer_replaced, 1, "{stats:?}");
+    assert!(told.load(Ordering::SeqCst) >= 2, "{stats:?}");
+}

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{read_text, serial};
+use crate::common::{read_text, serial, within};
 use logger::{Builder, OutputConfig, Overflow};
 
 fn json_lines(p: &std::path::Path) -> Vec<serde_json::Value> {
@@ -372,6 +372,126 @@ fn a_panicking_output_is_counted_and_the_writer_keeps_going() {
     assert_eq!(read_text(&path).lines().count(), 100);
     assert_eq!(handle.stats().write_errors, 10);
     assert_eq!(handle.stats().written, 100);
+}
+
+/// An output whose `flush` panics: the panic is caught and counted like a failed write,
+/// and the writer thread goes on. Before, the panic ended the writer thread, and a
+/// block-mode caller then waited for room in the full queue forever.
+#[test]
+fn a_panicking_flush_is_counted_and_block_mode_callers_never_hang() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let _s = serial();
+    struct BadFlush(Arc<AtomicU64>);
+    impl logger::Output for BadFlush {
+        fn write(&mut self, _l: &[u8], _r: &logger::Record) -> std::io::Result<()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            panic!("flush bug")
+        }
+        fn describe(&self) -> String {
+            "bad flush".into()
+        }
+    }
+    let seen = Arc::new(AtomicU64::new(0));
+    let guard = Builder::new()
+        .custom(
+            "bad",
+            logger::LevelFilter::TRACE,
+            logger::format::PatternFormat::default(),
+            BadFlush(seen.clone()),
+        )
+        .queue_capacity(8)
+        .overflow(Overflow::Block)
+        .flush_interval(Duration::from_millis(1))
+        .capture_panics(false)
+        .init()
+        .unwrap();
+    let handle = guard.handle();
+    within(Duration::from_secs(30), "block-mode logging", move || {
+        for i in 0..2000 {
+            logger::info!("r{i}");
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        handle.flush();
+        drop(guard);
+    });
+    let stats = handle.stats();
+    assert_eq!(seen.load(Ordering::SeqCst), 2000, "{stats:?}");
+    assert_eq!(stats.written, 2000, "{stats:?}");
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    assert!(
+        stats.write_errors >= 2,
+        "each panicking flush counts: {stats:?}"
+    );
+}
+
+/// Logging from inside an output (as an error callback may) runs on the thread that
+/// drives the outputs: it must not wait for that thread. Async with a full queue, or
+/// sync (the caller holds the outputs), such records are dropped and counted. Before,
+/// both deadlocked.
+#[test]
+fn logging_from_inside_an_output_does_not_deadlock() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let _s = serial();
+    struct Chatty(Arc<AtomicU64>);
+    impl logger::Output for Chatty {
+        fn write(&mut self, _l: &[u8], r: &logger::Record) -> std::io::Result<()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            if r.message.starts_with("outer") {
+                for i in 0..20 {
+                    logger::warn!("from inside the output {i}");
+                }
+            }
+            Ok(())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "chatty".into()
+        }
+    }
+    for sync in [false, true] {
+        let seen = Arc::new(AtomicU64::new(0));
+        let mut b = Builder::new()
+            .custom(
+                "chatty",
+                logger::LevelFilter::TRACE,
+                logger::format::PatternFormat::default(),
+                Chatty(seen.clone()),
+            )
+            .queue_capacity(4)
+            .overflow(Overflow::Block)
+            // A deadlocked logger would also hang this test's own failure in the panic hook.
+            .capture_panics(false);
+        if sync {
+            b = b.sync();
+        }
+        let guard = b.init().unwrap();
+        let handle = guard.handle();
+        within(
+            Duration::from_secs(30),
+            "logging from an output",
+            move || {
+                for i in 0..3 {
+                    logger::info!("outer {i}");
+                }
+                handle.flush();
+                drop(guard);
+            },
+        );
+        let stats = handle.stats();
+        let seen = seen.load(Ordering::SeqCst);
+        // Every record is either written or counted as dropped.
+        assert_eq!(seen + stats.dropped, 3 + 3 * 20, "sync={sync} {stats:?}");
+        assert!(stats.dropped > 0, "sync={sync} {stats:?}");
+    }
 }
 
 /// Messages whose arguments are copied and formatted on the writer (integers and

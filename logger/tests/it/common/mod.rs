@@ -50,3 +50,21 @@ pub fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Runs `f` on its own thread and fails the test if it does not finish within
+/// `deadline`: a hang becomes a failure, never a stuck run. (On a timeout the thread is
+/// left behind; the test process ends with the failure.)
+pub fn within<T: Send + 'static>(
+    deadline: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: still running after {deadline:?} (hung)"),
+    }
+}
