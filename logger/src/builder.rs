@@ -405,6 +405,15 @@ fn rotation_policy(
     Ok(policy)
 }
 
+/// `message_timeout`: `"none"` (no limit) or a duration.
+#[cfg(feature = "kafka")]
+fn message_timeout(key: &str, s: &str) -> Result<Option<Duration>, ConfigError> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    parse_duration(key, s).map(Some)
+}
+
 #[cfg(feature = "kafka")]
 fn build_kafka(
     name: &str,
@@ -424,7 +433,7 @@ fn build_kafka(
             "must be at least 1",
         ));
     }
-    let timeout = parse_duration(&key("message_timeout"), &oc.message_timeout)?;
+    let timeout = message_timeout(&key("message_timeout"), &oc.message_timeout)?;
     let spill = match oc.on_full {
         crate::config::KafkaOverflow::Drop => None,
         crate::config::KafkaOverflow::Spill => Some(oc.spill_path.clone().ok_or_else(|| {

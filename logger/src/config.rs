@@ -238,7 +238,9 @@ pub struct OutputConfig {
     /// Kafka: fallback file for `on_full = "spill"`.
     pub spill_path: Option<PathBuf>,
     /// Kafka: how long a buffered message is retried before it counts as a delivery
-    /// error. Default `"5m"`.
+    /// error: a duration, or `"none"` (default): retried until the broker takes it,
+    /// however long it is away (librdkafka's `message.timeout.ms = 0`); the buffer bound
+    /// (`buffer_messages`, `on_full`) still applies.
     pub message_timeout: String,
     /// Kafka: extra librdkafka properties (`"compression.type" = "lz4"`).
     #[serde(deserialize_with = "string_map")]
@@ -263,7 +265,7 @@ impl Default for OutputConfig {
             buffer_messages: 100_000,
             on_full: KafkaOverflow::Drop,
             spill_path: None,
-            message_timeout: "5m".into(),
+            message_timeout: "none".into(),
             properties: BTreeMap::new(),
         }
     }

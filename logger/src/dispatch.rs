@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::format::{Format, FormatCtx};
 use crate::level::LevelFilter;
-use crate::outputs::Output;
+use crate::outputs::{Output, RecordsFailed};
 use crate::record::Record;
 use crate::stats::Counters;
 
@@ -147,12 +147,14 @@ fn guarded(what: &str, call: impl FnOnce() -> io::Result<()>) -> io::Result<()> 
 /// (see [`end_flush_cycle`]): a broken disk must not turn into a line on stderr per record.
 fn report(slot: &mut Slot, res: io::Result<()>, counters: &Counters) {
     if let Err(e) = res {
-        counters.write_errors.fetch_add(1, Ordering::Relaxed);
+        let (records, retried) = RecordsFailed::of(&e);
+        counters.write_errors.fetch_add(records, Ordering::Relaxed);
         slot.failed_since_flush = true;
         if !slot.failing {
             slot.failing = true;
+            let fate = retried.unwrap_or("records for it are lost until it recovers");
             eprintln!(
-                "logger: output `{}` ({}) failed: {e}; records for it are lost until it recovers (counted in write_errors)",
+                "logger: output `{}` ({}) failed: {e}; {fate} (counted in write_errors)",
                 slot.name,
                 slot.output.describe()
             );

@@ -74,6 +74,20 @@ pub struct OtherOrigin {
 }
 
 impl Record {
+    /// A plain info record with `message` (unit tests).
+    #[cfg(test)]
+    pub(crate) fn for_test(message: &str) -> Record {
+        Record {
+            level: Level::Info,
+            time_us: 0,
+            origin: Origin::other("test", "", 0, None),
+            thread_id: 0,
+            thread_name: None,
+            message: message.to_string().into(),
+            fields: Vec::new(),
+        }
+    }
+
     /// Logger name: the module path for our macros and `log`, the target for `tracing`.
     #[inline]
     pub fn target(&self) -> &str {

@@ -25,8 +25,10 @@ pub struct Stats {
     /// past every guard, or the logger was shutting down), counting those stranded in
     /// its queue.
     pub dropped: u64,
-    /// Writes that failed in an output (each is also reported to stderr, once per output
-    /// until it recovers).
+    /// Records an output failed to write when it first tried, each counted once (failures
+    /// are also reported on stderr, once per output until it recovers). A file output
+    /// keeps such records and retries them; those it finally gives up on are also
+    /// counted in `records_lost`. A custom output's failed call counts as one record.
     pub write_errors: u64,
     /// Records handed to the outputs by the writer.
     pub written: u64,
@@ -41,6 +43,10 @@ pub struct Stats {
     /// Kafka producers replaced after a fatal error (the idempotent producer gave up; the
     /// messages it still held count in `kafka_delivery_errors`).
     pub kafka_producer_replaced: u64,
+    /// Records an output accepted and then gave up on: a file output's records past its
+    /// retry bound while the disk refused writes, or still unwritten when it closed; a
+    /// Kafka output's messages still buffered when its close gave up waiting (5 s).
+    pub records_lost: u64,
 }
 
 impl Counters {
@@ -68,6 +74,7 @@ impl Counters {
             kafka_dropped: outputs.dropped,
             kafka_spilled: outputs.spilled,
             kafka_producer_replaced: outputs.replaced,
+            records_lost: outputs.lost,
         }
     }
 }

@@ -497,20 +497,6 @@ fn writer_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::level::Level;
-    use crate::record::Origin;
-
-    fn record(i: usize) -> Record {
-        Record {
-            level: Level::Info,
-            time_us: 0,
-            origin: Origin::other("test", "", 0, None),
-            thread_id: 0,
-            thread_name: None,
-            message: format!("r{i}").into(),
-            fields: Vec::new(),
-        }
-    }
 
     /// A writer thread that dies (a panic past every guard) must not leave block-mode
     /// callers waiting for room for ever: they drop and count, and so are the records
@@ -539,7 +525,7 @@ mod tests {
         let w = Arc::clone(&writer);
         std::thread::spawn(move || {
             for i in 0..100 {
-                w.submit(record(i));
+                w.submit(Record::for_test(&format!("r{i}")));
             }
             w.flush();
             let _ = tx.send(());

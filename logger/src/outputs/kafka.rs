@@ -3,8 +3,13 @@
 //! The application is never slowed by the broker: `write` hands the line to
 //! librdkafka's bounded in-memory queue and returns. When that queue is full (broker
 //! down or slow) the record is dropped and counted, or appended to a fallback file.
-//! librdkafka retries queued messages until `message_timeout`; a message that still
-//! fails is counted in `kafka_delivery_errors` and passed to the error callback.
+//! librdkafka retries queued messages until they are delivered (or, if one is set, until
+//! `message_timeout`): a broker that is away for any time gets what the buffer held once
+//! it is back. A message that fails for good (refused by the broker, or past a set
+//! timeout) is counted in `kafka_delivery_errors` and passed to the error callback.
+//! Memory is bounded by the buffer: `buffer_messages` messages, and librdkafka's
+//! `queue.buffering.max.kbytes` (1 GiB unless set in `properties`), whichever is reached
+//! first; past it `on_full` drops or spills, counted.
 //!
 //! The producer is idempotent, and an idempotent producer can fail fatally (a broker's
 //! answers leave it unable to know what was stored): from then on it refuses every
@@ -24,7 +29,7 @@ use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use crate::outputs::{KafkaErrorCallback, Output, OutputCounter, OutputCounters};
+use crate::outputs::{KafkaErrorCallback, Output, OutputCounter, OutputCounters, RecordsFailed};
 use crate::record::Record;
 
 /// How long `close` waits for buffered messages at shutdown.
@@ -41,8 +46,9 @@ pub struct KafkaSettings {
     pub topic: String,
     /// Bound of librdkafka's queue (`queue.buffering.max.messages`).
     pub buffer_messages: usize,
-    /// `message.timeout.ms`.
-    pub message_timeout: Duration,
+    /// How long librdkafka retries a message (`message.timeout.ms`); `None`: until the
+    /// broker takes it (0, librdkafka's "infinite").
+    pub message_timeout: Option<Duration>,
     /// Fallback file when the queue is full; `None` drops.
     pub spill_path: Option<PathBuf>,
     /// Extra librdkafka properties, applied last.
@@ -105,28 +111,34 @@ pub struct KafkaOutput {
     spill: Option<File>,
 }
 
-/// A producer for `settings`; it connects in the background.
-fn producer(
-    settings: &KafkaSettings,
-    counters: &Arc<OutputCounters>,
-    on_error: &Option<KafkaErrorCallback>,
-) -> Result<ThreadedProducer<Ctx>, KafkaError> {
+/// librdkafka's settings for `settings`.
+fn client_config(settings: &KafkaSettings) -> ClientConfig {
+    // 0 is librdkafka's "no limit": a message waits out any outage in the bounded
+    // buffer, rather than being discarded after a few minutes.
+    let timeout_ms = settings.message_timeout.map_or(0, |t| t.as_millis().max(1));
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &settings.brokers)
         .set(
             "queue.buffering.max.messages",
             settings.buffer_messages.to_string(),
         )
-        .set(
-            "message.timeout.ms",
-            settings.message_timeout.as_millis().to_string(),
-        )
+        .set("message.timeout.ms", timeout_ms.to_string())
         // Retries after an outage must not duplicate records.
         .set("enable.idempotence", "true")
         .set("linger.ms", "5");
     for (k, v) in &settings.properties {
         cc.set(k, v);
     }
+    cc
+}
+
+/// A producer for `settings`; it connects in the background.
+fn producer(
+    settings: &KafkaSettings,
+    counters: &Arc<OutputCounters>,
+    on_error: &Option<KafkaErrorCallback>,
+) -> Result<ThreadedProducer<Ctx>, KafkaError> {
+    let cc = client_config(settings);
     let ctx = Ctx {
         name: settings.name.clone(),
         counters: counters.clone(),
@@ -244,9 +256,16 @@ impl Output for KafkaOutput {
             f.flush()?;
         }
         self.producer.flush(CLOSE_TIMEOUT).map_err(|e| {
-            io::Error::other(format!(
-                "{e} (messages still buffered at shutdown are lost)"
-            ))
+            // What librdkafka still holds is lost with the producer: count each message.
+            let held = self.producer.in_flight_count().max(0) as u64;
+            self.counters.add_n(OutputCounter::Lost, held);
+            io::Error::other(RecordsFailed {
+                records: held,
+                retried: None,
+                source: io::Error::other(format!(
+                    "{e} ({held} messages still buffered at shutdown are lost)"
+                )),
+            })
         })
     }
 

@@ -64,7 +64,7 @@ pub trait Output: Send {
 /// output). Outputs that hand records on to a remote destination use them; the logger
 /// adds up every output's counters in [`Stats`](crate::Stats).
 #[derive(Debug, Default)]
-pub struct OutputCounters([AtomicU64; 5]);
+pub struct OutputCounters([AtomicU64; 6]);
 
 /// One of the [`OutputCounters`]; each is the field of the same name in [`OutputStats`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +79,8 @@ pub enum OutputCounter {
     Spilled,
     /// See [`OutputStats::replaced`].
     Replaced,
+    /// See [`OutputStats::lost`].
+    Lost,
 }
 
 /// A snapshot of [`OutputCounters`], or their sum over outputs.
@@ -94,13 +96,22 @@ pub struct OutputStats {
     pub spilled: u64,
     /// Clients replaced after a fatal error.
     pub replaced: u64,
+    /// Records the output accepted but gave up on: those it could not keep while its
+    /// destination refused writes, or still unwritten when it closed.
+    pub lost: u64,
 }
 
 impl OutputCounters {
     /// Counts one more.
     #[inline]
     pub fn add(&self, counter: OutputCounter) {
-        self.0[counter as usize].fetch_add(1, Ordering::Relaxed);
+        self.add_n(counter, 1);
+    }
+
+    /// Counts `n` more.
+    #[inline]
+    pub fn add_n(&self, counter: OutputCounter, n: u64) {
+        self.0[counter as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     /// The counters now.
@@ -112,6 +123,7 @@ impl OutputCounters {
             dropped: l(OutputCounter::Dropped),
             spilled: l(OutputCounter::Spilled),
             replaced: l(OutputCounter::Replaced),
+            lost: l(OutputCounter::Lost),
         }
     }
 }
@@ -126,6 +138,40 @@ impl std::ops::Add for OutputStats {
             dropped: self.dropped + o.dropped,
             spilled: self.spilled + o.spilled,
             replaced: self.replaced + o.replaced,
+            lost: self.lost + o.lost,
+        }
+    }
+}
+
+/// A failed call into an output that concerned `records` records (not one): the file
+/// output tells so, and the writer counts that many in `write_errors`. `retried` says the
+/// records are kept and retried rather than lost (for the report on stderr).
+#[derive(Debug)]
+pub(crate) struct RecordsFailed {
+    pub(crate) records: u64,
+    pub(crate) retried: Option<String>,
+    pub(crate) source: io::Error,
+}
+
+impl std::fmt::Display for RecordsFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for RecordsFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+impl RecordsFailed {
+    /// What `e` says about itself: (records it concerns, retry note if kept). An error
+    /// of any other kind concerns one record, which is lost.
+    pub(crate) fn of(e: &io::Error) -> (u64, Option<&str>) {
+        match e.get_ref().and_then(|i| i.downcast_ref::<RecordsFailed>()) {
+            Some(f) => (f.records, f.retried.as_deref()),
+            None => (1, None),
         }
     }
 }

@@ -178,31 +178,28 @@ fn delivery_failures_reach_the_counter_and_the_callback() {
     drop(guard);
 }
 
-/// librdkafka's mock cluster answers one produce request with OUT_OF_ORDER_SEQUENCE_NUMBER:
-/// the idempotent producer fails fatally and would refuse every later message. The output
-/// replaces it, says so through the callback, and the records logged after that arrive.
-#[test]
-fn a_fatally_failed_producer_is_replaced_and_later_records_arrive() {
-    use rdkafka::mocking::MockCluster;
-    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+type Mock = rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
 
-    let _s = serial();
-    let cluster = MockCluster::new(1).unwrap();
+/// A mock cluster with a one-partition topic `logs`, and a logger builder with a Kafka
+/// output `bus` to it.
+fn mock_cluster() -> (Mock, Builder) {
+    let cluster = Mock::new(1).unwrap();
     cluster.create_topic("logs", 1, 1).unwrap();
-    let told = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let told2 = told.clone();
-    let guard = Builder::new()
+    let builder = Builder::new()
         // librdkafka's own complaints (through the `log` facade) would be records too.
         .level("info,librdkafka=off,rdkafka=off")
         .output(
             "bus",
             OutputConfig::kafka(cluster.bootstrap_servers(), "logs"),
-        )
-        .on_kafka_error(move |_, err| told2.lock().unwrap().push(err.to_string()))
-        .init()
-        .unwrap();
-    warm_up(&guard);
+        );
+    (cluster, builder)
+}
 
+/// Makes the cluster answer the next produce request with OUT_OF_ORDER_SEQUENCE_NUMBER
+/// (the idempotent producer then fails fatally), logs one record into it and waits
+/// until that record is a delivery error.
+fn fail_the_producer(cluster: &Mock, guard: &logger::LoggerGuard) {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     cluster.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
@@ -212,8 +209,32 @@ fn a_fatally_failed_producer_is_replaced_and_later_records_arrive() {
         wait_until(Duration::from_secs(30), || guard
             .stats()
             .kafka_delivery_errors
-            == 1),
+            >= 1),
         "the refused record is a delivery error: {:?}",
+        guard.stats()
+    );
+}
+
+/// librdkafka's mock cluster answers one produce request with OUT_OF_ORDER_SEQUENCE_NUMBER:
+/// the idempotent producer fails fatally and would refuse every later message. The output
+/// replaces it, says so through the callback, and the records logged after that arrive.
+#[test]
+fn a_fatally_failed_producer_is_replaced_and_later_records_arrive() {
+    let _s = serial();
+    let told = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let told2 = told.clone();
+    let (cluster, builder) = mock_cluster();
+    let guard = builder
+        .on_kafka_error(move |_, err| told2.lock().unwrap().push(err.to_string()))
+        .init()
+        .unwrap();
+    warm_up(&guard);
+
+    fail_the_producer(&cluster, &guard);
+    assert_eq!(
+        guard.stats().kafka_delivery_errors,
+        1,
+        "{:?}",
         guard.stats()
     );
     for i in 0..10 {
@@ -244,21 +265,13 @@ fn a_fatally_failed_producer_is_replaced_and_later_records_arrive() {
 /// logging waited there for room that only the writer itself could make, for ever.
 #[test]
 fn an_error_callback_that_logs_does_not_deadlock_the_writer() {
-    use crate::common::within;
-    use rdkafka::mocking::MockCluster;
-    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    use crate::common::log_and_close_within;
 
     let _s = serial();
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("logs", 1, 1).unwrap();
     let told = Arc::new(AtomicU64::new(0));
     let told2 = told.clone();
-    let guard = Builder::new()
-        .level("info,librdkafka=off,rdkafka=off")
-        .output(
-            "bus",
-            OutputConfig::kafka(cluster.bootstrap_servers(), "logs"),
-        )
+    let (cluster, builder) = mock_cluster();
+    let guard = builder
         .queue_capacity(4)
         .overflow(logger::Overflow::Block)
         // A deadlocked logger would also hang this test's own failure in the panic hook.
@@ -272,32 +285,50 @@ fn an_error_callback_that_logs_does_not_deadlock_the_writer() {
         .init()
         .unwrap();
     warm_up(&guard);
-    cluster.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
-    );
-    logger::info!("refused by the broker");
-    assert!(
-        wait_until(Duration::from_secs(30), || guard
-            .stats()
-            .kafka_delivery_errors
-            >= 1),
-        "{:?}",
-        guard.stats()
-    );
-    let handle = guard.handle();
-    within(
+    fail_the_producer(&cluster, &guard);
+    let handle = log_and_close_within(
         Duration::from_secs(60),
         "logging after the fatal error",
-        move || {
+        guard,
+        || {
             for i in 0..10 {
                 logger::info!(i = i; "after {i}");
             }
-            handle.flush();
-            drop(guard);
         },
     );
     let stats = handle.stats();
     assert_eq!(stats.kafka_producer_replaced, 1, "{stats:?}");
     assert!(told.load(Ordering::SeqCst) >= 2, "{stats:?}");
+}
+
+/// By default a message waits out any outage: the output's default `message_timeout` is
+/// no limit (librdkafka's `message.timeout.ms = 0`), so a broker that is away longer than
+/// any timeout still gets everything the buffer held. Before, the default was five
+/// minutes, after which the buffer was discarded. The mock cluster's broker is down for
+/// several seconds (its refusals, unlike tansu's stall, are retried and would expire a
+/// short timeout), then back.
+#[test]
+fn by_default_buffered_records_wait_out_an_outage_of_any_length() {
+    let _s = serial();
+    let out = OutputConfig::kafka("unused:9092", "logs");
+    assert_eq!(out.message_timeout, "none", "the default has no time limit");
+    let (cluster, builder) = mock_cluster();
+    let guard = builder.init().unwrap();
+    warm_up(&guard);
+    cluster.broker_down(1).unwrap();
+    log_without_blocking(20, "during");
+    std::thread::sleep(Duration::from_secs(4));
+    let during = guard.stats();
+    assert_eq!(during.kafka_delivered, 1, "{during:?}");
+    cluster.broker_up(1).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || guard.stats().kafka_delivered
+            == 21),
+        "every buffered record is delivered once the broker is back: {:?}",
+        guard.stats()
+    );
+    let stats = guard.stats();
+    assert_eq!(stats.kafka_delivery_errors, 0, "{stats:?}");
+    assert_eq!(stats.kafka_dropped, 0, "{stats:?}");
+    drop(guard);
 }

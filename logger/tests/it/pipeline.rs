@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{read_text, serial, within};
+use crate::common::{log_and_close_within, read_text, serial};
 use logger::{Builder, OutputConfig, Overflow};
 
 fn json_lines(p: &std::path::Path) -> Vec<serde_json::Value> {
@@ -280,6 +280,31 @@ fn a_failing_output_is_counted_and_the_others_keep_working() {
     assert_eq!(read_text(&good).lines().count(), 10);
 }
 
+/// A full disk (`/dev/full` refuses every write with ENOSPC) in async mode: every
+/// record counts once in `write_errors`, however the writer batched them. Before, each
+/// failed write of a 64 KiB buffer counted once, whatever it held.
+#[test]
+fn a_full_disk_counts_records_not_calls() {
+    let _s = serial();
+    let guard = Builder::new()
+        .output("full", OutputConfig::file("/dev/full").pattern("{message}"))
+        .flush_interval(Duration::from_millis(1))
+        .init()
+        .unwrap();
+    for i in 0..1000 {
+        logger::info!("r{i}");
+        if i % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let handle = guard.handle();
+    drop(guard);
+    let stats = handle.stats();
+    assert_eq!(stats.write_errors, 1000, "{stats:?}");
+    // All were kept for a retry, and given up on when the logger closed.
+    assert_eq!(stats.records_lost, 1000, "{stats:?}");
+}
+
 #[test]
 fn a_second_init_while_installed_is_refused_and_works_after_drop() {
     let _s = serial();
@@ -409,16 +434,13 @@ fn a_panicking_flush_is_counted_and_block_mode_callers_never_hang() {
         .capture_panics(false)
         .init()
         .unwrap();
-    let handle = guard.handle();
-    within(Duration::from_secs(30), "block-mode logging", move || {
+    let handle = log_and_close_within(Duration::from_secs(30), "block-mode logging", guard, || {
         for i in 0..2000 {
             logger::info!("r{i}");
             if i % 100 == 0 {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
-        handle.flush();
-        drop(guard);
     });
     let stats = handle.stats();
     assert_eq!(seen.load(Ordering::SeqCst), 2000, "{stats:?}");
@@ -474,16 +496,14 @@ fn logging_from_inside_an_output_does_not_deadlock() {
             b = b.sync();
         }
         let guard = b.init().unwrap();
-        let handle = guard.handle();
-        within(
+        let handle = log_and_close_within(
             Duration::from_secs(30),
             "logging from an output",
-            move || {
+            guard,
+            || {
                 for i in 0..3 {
                     logger::info!("outer {i}");
                 }
-                handle.flush();
-                drop(guard);
             },
         );
         let stats = handle.stats();

@@ -51,6 +51,23 @@ pub fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Runs `log` and then flushes and drops `guard`, all on another thread, failing the
+/// test if that hangs (see [`within`]); gives back the handle for the counters.
+pub fn log_and_close_within(
+    deadline: Duration,
+    what: &str,
+    guard: logger::LoggerGuard,
+    log: impl FnOnce() + Send + 'static,
+) -> logger::Handle {
+    let handle = guard.handle();
+    within(deadline, what, move || {
+        log();
+        guard.flush();
+        drop(guard);
+    });
+    handle
+}
+
 /// Runs `f` on its own thread and fails the test if it does not finish within
 /// `deadline`: a hang becomes a failure, never a stuck run. (On a timeout the thread is
 /// left behind; the test process ends with the failure.)
