@@ -7,6 +7,7 @@
 mod binary;
 mod common;
 mod crash;
+mod credentials;
 mod end_to_end;
 mod es_faults;
 mod etcd_topics;

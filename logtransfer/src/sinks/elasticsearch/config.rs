@@ -2,8 +2,9 @@
 
 use serde::Deserialize;
 
-/// `[es]`: the cluster and where documents go.
-#[derive(Debug, Clone, Deserialize)]
+/// `[es]`: the cluster and where documents go. Its `Debug` masks the secrets (`password`,
+/// `api_key`, credentials in `address`), so printing a configuration shows none.
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ElasticsearchConfig {
     /// Nodes, comma-separated (`http://es1:9200,http://es2:9200`); requests go round-robin
@@ -50,6 +51,29 @@ impl Default for ElasticsearchConfig {
     }
 }
 
+impl std::fmt::Debug for ElasticsearchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mask = |s: &str| if s.is_empty() { "" } else { "***" };
+        let address: Vec<String> = service_kit::split_list(&self.address)
+            .iter()
+            .map(|a| super::service::redact_url(a))
+            .collect();
+        f.debug_struct("ElasticsearchConfig")
+            .field("address", &address.join(","))
+            .field("index", &self.index)
+            .field("username", &self.username)
+            .field("password", &mask(&self.password))
+            .field("api_key", &mask(&self.api_key))
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_insecure", &self.tls_insecure)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("install_template", &self.install_template)
+            .field("template_name", &self.template_name)
+            .finish()
+    }
+}
+
 /// `[batch]`: how documents become `_bulk` requests and how they are retried.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -83,5 +107,25 @@ impl Default for BatchConfig {
             retry_max_ms: 10_000,
             item_max_retries: 30,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let config = ElasticsearchConfig {
+            address: "http://elastic:hunter2@es1:9200,es2:9200".into(),
+            password: "swordfish".into(),
+            api_key: "aWQ6a2V5".into(),
+            ..Default::default()
+        };
+        let shown = format!("{config:?}");
+        for secret in ["hunter2", "swordfish", "aWQ6a2V5"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("http://***@es1:9200,es2:9200"), "{shown}");
     }
 }

@@ -14,7 +14,7 @@ pub enum RequestError {
     /// No response: refused, reset, timed out.
     #[error("request to {url} failed: {source} (is Elasticsearch up and reachable?)")]
     Transport {
-        /// The URL.
+        /// The URL, without credentials.
         url: String,
         /// The cause.
         source: reqwest::Error,
@@ -22,7 +22,7 @@ pub enum RequestError {
     /// A non-2xx answer to the whole request.
     #[error("{url} answered {status}: {body}")]
     Status {
-        /// The URL.
+        /// The URL, without credentials.
         url: String,
         /// HTTP status.
         status: u16,
@@ -32,7 +32,7 @@ pub enum RequestError {
     /// A 2xx answer we could not read.
     #[error("{url} answered something that is not a _bulk response: {reason}")]
     Decode {
-        /// The URL.
+        /// The URL, without credentials.
         url: String,
         /// What was wrong.
         reason: String,
@@ -40,11 +40,13 @@ pub enum RequestError {
 }
 
 impl RequestError {
-    /// Wraps a transport error (no response) of a request to `url`.
+    /// Wraps a transport error (no response) of a request to `url`. reqwest's error
+    /// carries the request URL and prints it; ours is printed instead, from a node whose
+    /// credentials were taken out, so that no error can show a password.
     fn transport(url: &str) -> impl FnOnce(reqwest::Error) -> RequestError + '_ {
         move |source| RequestError::Transport {
             url: url.to_owned(),
-            source,
+            source: source.without_url(),
         }
     }
 }
@@ -65,6 +67,14 @@ pub enum ServiceError {
     /// Nothing in `[es] address`.
     #[error("[es] address is empty: give at least one node, e.g. http://127.0.0.1:9200")]
     NoAddress,
+    /// A node that is not a URL (shown without its credentials).
+    #[error("[es] address {address:?} is not a valid URL: {reason}")]
+    BadAddress {
+        /// The address, credentials masked.
+        address: String,
+        /// Why.
+        reason: String,
+    },
     /// HTTPS asked for in a build without TLS.
     #[error(
         "[es] address {0:?} needs TLS, but this logtransfer was built without it: rebuild with `--features tls`"
@@ -115,31 +125,105 @@ pub struct BulkResponse {
     pub items: Vec<ItemResult>,
 }
 
+/// One Elasticsearch node: its URL without credentials (what requests go to and what
+/// errors name) and the credentials its address carried (`http://user:pass@host`).
+struct Node {
+    url: String,
+    basic: Option<(String, Option<String>)>,
+}
+
 /// The Elasticsearch client: nodes taken round-robin, auth applied to every call.
-#[derive(Debug)]
 pub struct ElasticsearchService {
     client: reqwest::Client,
-    nodes: Vec<String>,
+    nodes: Vec<Node>,
     next: AtomicUsize,
     api_key: Option<String>,
     basic: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for ElasticsearchService {
+    /// Names the nodes, never the credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<&str> = self.nodes.iter().map(|n| n.url.as_str()).collect();
+        f.debug_struct("ElasticsearchService")
+            .field("nodes", &nodes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with its userinfo replaced by `***` (`http://***@host:9200`), for messages about
+/// an address that may hold a password. Works on text that is not a valid URL too.
+pub fn redact_url(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Splits the credentials out of a node address: the URL without userinfo, and the
+/// (percent-decoded) user and password it held.
+fn split_credentials(address: &str) -> Result<Node, ServiceError> {
+    let bad = |reason: String| ServiceError::BadAddress {
+        address: redact_url(address),
+        reason,
+    };
+    let mut url = reqwest::Url::parse(address).map_err(|e| bad(e.to_string()))?;
+    let user = percent_decode(url.username());
+    let pass = url.password().map(percent_decode);
+    let basic = (!user.is_empty() || pass.is_some()).then_some((user, pass));
+    if basic.is_some() {
+        url.set_username("")
+            .and_then(|()| url.set_password(None))
+            .map_err(|()| bad("cannot take the credentials out of it".into()))?;
+    }
+    Ok(Node {
+        url: url.as_str().trim_end_matches('/').to_owned(),
+        basic,
+    })
+}
+
+/// Decodes `%XX` escapes (userinfo in a URL is percent-encoded); invalid ones stay as they are.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl ElasticsearchService {
     /// A client for `[es]`.
     pub fn new(config: &ElasticsearchConfig) -> Result<Self, ServiceError> {
         let scheme = if config.tls { "https" } else { "http" };
-        let nodes: Vec<String> = service_kit::split_list(&config.address)
+        let nodes: Vec<Node> = service_kit::split_list(&config.address)
             .into_iter()
             .map(|a| {
                 let a = a.trim_end_matches('/').to_owned();
                 if a.contains("://") {
-                    a
+                    split_credentials(&a)
                 } else {
-                    format!("{scheme}://{a}")
+                    split_credentials(&format!("{scheme}://{a}"))
                 }
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         if nodes.is_empty() {
             return Err(ServiceError::NoAddress);
         }
@@ -149,8 +233,8 @@ impl ElasticsearchService {
             .connect_timeout(Duration::from_secs(5))
             .gzip(true);
         #[cfg(not(feature = "tls"))]
-        if let Some(https) = nodes.iter().find(|n| n.starts_with("https://")) {
-            return Err(ServiceError::TlsUnavailable(https.clone()));
+        if let Some(https) = nodes.iter().find(|n| n.url.starts_with("https://")) {
+            return Err(ServiceError::TlsUnavailable(https.url.clone()));
         }
         #[cfg(feature = "tls")]
         {
@@ -181,16 +265,20 @@ impl ElasticsearchService {
         })
     }
 
-    fn node(&self) -> &str {
+    fn node(&self) -> &Node {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.nodes.len();
         &self.nodes[i]
     }
 
-    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    /// `[es] api_key` wins over `[es] username`/`password`, which win over credentials
+    /// in the node's address.
+    fn auth(&self, node: &Node, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         if let Some(key) = &self.api_key {
             req.header("Authorization", format!("ApiKey {key}"))
         } else if let Some((user, pass)) = &self.basic {
             req.basic_auth(user, Some(pass))
+        } else if let Some((user, pass)) = &node.basic {
+            req.basic_auth(user, pass.as_ref())
         } else {
             req
         }
@@ -198,14 +286,15 @@ impl ElasticsearchService {
 
     /// Sends one `_bulk` body.
     pub async fn bulk(&self, body: Vec<u8>) -> Result<BulkResponse, RequestError> {
-        let url = format!("{}/_bulk", self.node());
+        let node = self.node();
+        let url = format!("{}/_bulk", node.url);
         let req = self
             .client
             .post(&url)
             .header("Content-Type", "application/x-ndjson")
             .body(body);
         let resp = self
-            .auth(req)
+            .auth(node, req)
             .send()
             .await
             .map_err(RequestError::transport(&url))?;
@@ -231,10 +320,11 @@ impl ElasticsearchService {
 
     /// `PUT {path}` with a JSON body; any 2xx is success.
     pub async fn put_json(&self, path: &str, body: &Value) -> Result<(), RequestError> {
-        let url = format!("{}{path}", self.node());
+        let node = self.node();
+        let url = format!("{}{path}", node.url);
         let req = self.client.put(&url).json(body);
         let resp = self
-            .auth(req)
+            .auth(node, req)
             .send()
             .await
             .map_err(RequestError::transport(&url))?;
@@ -320,6 +410,47 @@ mod tests {
         };
         assert_eq!(auth_header(key).await, "apikey awq6a2v5");
         assert_eq!(auth_header(ElasticsearchConfig::default()).await, "");
+    }
+
+    #[tokio::test]
+    async fn credentials_in_the_address_are_sent_as_basic_auth_and_never_shown() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(one_request(listener));
+        let service = ElasticsearchService::new(&ElasticsearchConfig {
+            address: format!("http://elastic:chan%40geme@127.0.0.1:{port}/"),
+            ..Default::default()
+        })
+        .unwrap();
+        service.bulk(Vec::new()).await.unwrap();
+        // base64("elastic:chan@geme")
+        assert!(
+            server
+                .await
+                .unwrap()
+                .contains("authorization: basic zwxhc3rpyzpjagfuqgdlbwu="),
+            "the decoded credentials are sent"
+        );
+        assert!(!format!("{service:?}").contains("geme"));
+        // Nothing listens any more: the error names the node, not the password.
+        let err = service.bulk(Vec::new()).await.unwrap_err().to_string();
+        assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+        assert!(!err.contains("geme") && !err.contains("elastic:"), "{err}");
+    }
+
+    #[test]
+    fn redacted_urls_keep_everything_but_the_userinfo() {
+        assert_eq!(redact_url("http://u:p@h:9200/x@y"), "http://***@h:9200/x@y");
+        assert_eq!(redact_url("u:p@h:9200"), "***@h:9200");
+        assert_eq!(redact_url("http://h:9200/_bulk"), "http://h:9200/_bulk");
+        assert_eq!(percent_decode("a%40b%zz%4"), "a@b%zz%4");
+        let bad = ElasticsearchService::new(&ElasticsearchConfig {
+            address: "http://u:secret@[::1".into(),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(!bad.contains("secret"), "{bad}");
     }
 
     #[test]
