@@ -40,3 +40,40 @@ impl Prepare {
         encode(key, name, &decoded.doc)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::DocKey;
+
+    /// Whatever the record, its bulk lines are exactly two: any valid JSON must index.
+    #[test]
+    fn a_record_is_always_two_ndjson_lines() {
+        let mut prepare = Prepare::new(IndexName::parse("logs-{topic}").unwrap());
+        let pretty = "{\"@timestamp\":\"2026-11-25T08:00:00Z\",\"log.level\":\"info\",\r\n\"process\":{\n\"thread\":{\"id\":1}},\"message\":\"m\"}";
+        let payloads = [
+            serde_json::to_vec(&serde_json::json!({"message": pretty, "log": {"offset": 1}}))
+                .unwrap(),
+            pretty.as_bytes().to_vec(),
+            b"{\n\"message\": \"top-level pretty\"\r\n}".to_vec(),
+            b"line\nwith newline".to_vec(),
+        ];
+        for payload in payloads {
+            let doc = prepare.apply(Event {
+                key: DocKey {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: 0,
+                },
+                payload: &payload,
+                timestamp_ms: Some(0),
+            });
+            let text = String::from_utf8(doc.bytes).unwrap();
+            assert_eq!(text.matches('\n').count(), 2, "{text}");
+            assert!(!text.contains('\r'), "{text}");
+            let source: serde_json::Value =
+                serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+            assert!(source.get("message").is_some(), "{text}");
+        }
+    }
+}

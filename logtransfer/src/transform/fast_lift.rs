@@ -27,7 +27,12 @@ pub fn lift_object(outer: &Map<String, Value>) -> Option<(Vec<u8>, DateTime<Utc>
     let Some(Value::String(line)) = outer.get("message") else {
         return None;
     };
+    // A raw newline or CR in a JSON text can only be whitespace between tokens (inside
+    // strings they are escaped), and the raw values copied below would carry it into the
+    // NDJSON `_bulk` body, where a newline ends the document. Such lines (pretty-printed
+    // events) are rare: the general path re-serialises them.
     if !line.starts_with('{')
+        || line.bytes().any(|b| b == b'\n' || b == b'\r')
         || outer.contains_key("event")
         || outer.keys().any(|k| k.contains('.'))
     {
@@ -250,6 +255,13 @@ mod tests {
             assert!(lift_to_json(&payload).is_none(), "{line}");
         }
         assert!(lift_to_json(b"not json").is_none());
+        // Raw newlines between tokens (pretty-printed): valid JSON the raw copy would break.
+        for ws in ["\n", "\r", "\r\n"] {
+            let line = format!(
+                r#"{{"@timestamp":"2026-11-24T23:59:59Z","log.level":"info","process":{{{ws}"thread":{{"id":1}}}}}}"#
+            );
+            assert!(lift_to_json(&agent(&line, json!({}))).is_none(), "{line:?}");
+        }
         let with_event = agent(
             r#"{"@timestamp":"2026-11-24T23:59:59Z","log.level":"info"}"#,
             json!({"event": {"kind": "x"}}),

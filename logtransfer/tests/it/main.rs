@@ -12,6 +12,7 @@ mod end_to_end;
 mod es_faults;
 mod etcd_topics;
 mod group;
+mod hostile;
 mod kafka_outage;
 mod kibana_objects;
 mod pipeline;
