@@ -171,6 +171,7 @@ fn run_once(rt: &tokio::runtime::Runtime, url: &str, msgs: &[Vec<u8>]) -> Run {
             acker: Arc::new(NoAck),
             metrics: metrics.clone(),
             batch: BatchConfig::default(),
+            op_type: es.op_type,
             cancel: CancellationToken::new(),
         });
         let (tx, rx) = mpsc::channel(2_000);

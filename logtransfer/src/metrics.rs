@@ -43,6 +43,8 @@ pub struct Metrics {
     pub indexed: Counter,
     /// Document re-sends after a retriable per-item error.
     pub retried: Counter,
+    /// Documents `create` found already indexed (409 on an existing `_id`): settled.
+    pub duplicates: Counter,
     /// Whole `_bulk` requests re-sent after a failure (refused, 429, 5xx).
     pub request_retries: Counter,
     /// Documents sent to the dead-letter topic.
@@ -65,6 +67,7 @@ impl Default for Metrics {
             consumed: Counter::default(),
             indexed: Counter::default(),
             retried: Counter::default(),
+            duplicates: Counter::default(),
             request_retries: Counter::default(),
             dead_lettered: Counter::default(),
             bulk_requests: Family::default(),
@@ -92,6 +95,11 @@ impl Metrics {
             "retried",
             "Documents re-sent after a retriable item error",
             self.retried.clone(),
+        );
+        r.register(
+            "duplicates",
+            "Documents found already indexed (op_type create, 409 on an existing _id)",
+            self.duplicates.clone(),
         );
         r.register(
             "request_retries",

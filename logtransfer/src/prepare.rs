@@ -3,6 +3,7 @@
 //! on the source's task, called once per record, so that the payload is read where it lies.
 
 use crate::event::Event;
+use crate::sinks::elasticsearch::config::OpType;
 use crate::sinks::elasticsearch::encoder::{EncodedDoc, IndexName, encode, encode_source};
 use crate::transform::{decode, fast_lift};
 
@@ -10,12 +11,22 @@ use crate::transform::{decode, fast_lift};
 #[derive(Debug)]
 pub struct Prepare {
     index: IndexName,
+    op: OpType,
 }
 
 impl Prepare {
-    /// Documents go to the indices `index` renders.
+    /// Documents go to the indices `index` renders, as `index` actions.
     pub fn new(index: IndexName) -> Self {
-        Self { index }
+        Self {
+            index,
+            op: OpType::Index,
+        }
+    }
+
+    /// The `_bulk` action to write (`[es] op_type`).
+    pub fn with_op_type(mut self, op: OpType) -> Self {
+        self.op = op;
+        self
     }
 
     /// Decodes and encodes one record. A logger line carried by logagent, the common case,
@@ -30,14 +41,14 @@ impl Prepare {
             Ok(serde_json::Value::Object(map)) => {
                 if let Some((source, ts)) = fast_lift::lift_object(&map) {
                     let name = self.index.render(&key.topic, ts);
-                    return encode_source(key, name, &source);
+                    return encode_source(key, name, self.op, &source);
                 }
                 decode::decode_object(map, timestamp_ms)
             }
             _ => decode::decode(payload, timestamp_ms),
         };
         let name = self.index.render(&key.topic, decoded.timestamp);
-        encode(key, name, &decoded.doc)
+        encode(key, name, self.op, &decoded.doc)
     }
 }
 

@@ -85,9 +85,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         acker: tracker.clone(),
         metrics: metrics.clone(),
         batch: config.batch.clone(),
+        op_type: config.es.op_type,
         cancel: sink_cancel.clone(),
     });
-    let mut prepare = Prepare::new(index);
+    let mut prepare = Prepare::new(index).with_op_type(config.es.op_type);
     let (tx, rx) = mpsc::channel(config.batch.max_docs.max(1) * 2);
     let mut sink_task = tokio::spawn(sink::run(sink_ctx, rx));
 

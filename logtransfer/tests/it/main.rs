@@ -8,6 +8,7 @@ mod binary;
 mod common;
 mod crash;
 mod credentials;
+mod dedup;
 mod end_to_end;
 mod es_faults;
 mod etcd_topics;

@@ -31,6 +31,30 @@ pub struct ElasticsearchConfig {
     pub install_template: bool,
     /// Name of the index template (`PUT _index_template/<name>`).
     pub template_name: String,
+    /// The `_bulk` action: `index` (a replay overwrites the document) or `create` (a
+    /// document whose `_id` exists is left alone, and the 409 means "already indexed").
+    pub op_type: OpType,
+}
+
+/// `[es] op_type`: how a document whose `_id` already exists is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpType {
+    /// Overwrite it (replays rewrite the same document).
+    #[default]
+    Index,
+    /// Keep it: the 409 version conflict is a success, counted as a duplicate.
+    Create,
+}
+
+impl OpType {
+    /// The action's name in a `_bulk` body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpType::Index => "index",
+            OpType::Create => "create",
+        }
+    }
 }
 
 impl Default for ElasticsearchConfig {
@@ -47,6 +71,7 @@ impl Default for ElasticsearchConfig {
             request_timeout_ms: 30_000,
             install_template: true,
             template_name: "logtransfer".into(),
+            op_type: OpType::Index,
         }
     }
 }
@@ -70,6 +95,7 @@ impl std::fmt::Debug for ElasticsearchConfig {
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("install_template", &self.install_template)
             .field("template_name", &self.template_name)
+            .field("op_type", &self.op_type)
             .finish()
     }
 }

@@ -1,7 +1,9 @@
 //! Record -> the two `_bulk` lines (action + source), and the index name.
 //!
-//! The action is `index` with `_id` = `{topic}-{partition}-{offset}`: a record replayed
-//! after a crash overwrites its own document instead of adding a second one.
+//! The action is `index` (or `create`, `[es] op_type`) with `_id` =
+//! `{topic}-{partition}-{offset}`: a record replayed after a crash lands on its own document
+//! (overwrites it, or is refused with a 409 that means "already indexed") instead of adding
+//! a second one.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::{Map, Value};
 
+use super::config::OpType;
 use crate::event::DocKey;
 
 /// One record ready for a `_bulk` body.
@@ -162,9 +165,9 @@ fn push_lit(parts: &mut Vec<Part>, lit: &mut String) {
 }
 
 /// Encodes one document as its bulk lines.
-pub fn encode(key: DocKey, index: Arc<str>, doc: &Map<String, Value>) -> EncodedDoc {
+pub fn encode(key: DocKey, index: Arc<str>, op: OpType, doc: &Map<String, Value>) -> EncodedDoc {
     let mut bytes = Vec::with_capacity(256);
-    let action_len = write_action(&mut bytes, &key, &index);
+    let action_len = write_action(&mut bytes, op, &key, &index);
     // Serialising a Map of Values to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut bytes, doc);
     bytes.push(b'\n');
@@ -177,9 +180,9 @@ pub fn encode(key: DocKey, index: Arc<str>, doc: &Map<String, Value>) -> Encoded
 }
 
 /// Encodes a document whose source is already JSON (one line, no newline).
-pub fn encode_source(key: DocKey, index: Arc<str>, source: &[u8]) -> EncodedDoc {
+pub fn encode_source(key: DocKey, index: Arc<str>, op: OpType, source: &[u8]) -> EncodedDoc {
     let mut bytes = Vec::with_capacity(source.len() + 96);
-    let action_len = write_action(&mut bytes, &key, &index);
+    let action_len = write_action(&mut bytes, op, &key, &index);
     bytes.extend_from_slice(source);
     bytes.push(b'\n');
     EncodedDoc {
@@ -190,9 +193,12 @@ pub fn encode_source(key: DocKey, index: Arc<str>, source: &[u8]) -> EncodedDoc 
     }
 }
 
-/// `{"index":{"_index":...,"_id":"topic-partition-offset"}}\n`; returns its length.
-fn write_action(bytes: &mut Vec<u8>, key: &DocKey, index: &str) -> usize {
-    bytes.extend_from_slice(b"{\"index\":{\"_index\":");
+/// `{"index":{"_index":...,"_id":"topic-partition-offset"}}\n` (or `"create"`); returns
+/// its length.
+fn write_action(bytes: &mut Vec<u8>, op: OpType, key: &DocKey, index: &str) -> usize {
+    bytes.extend_from_slice(b"{\"");
+    bytes.extend_from_slice(op.as_str().as_bytes());
+    bytes.extend_from_slice(b"\":{\"_index\":");
     write_json_str(bytes, index);
     bytes.extend_from_slice(b",\"_id\":\"");
     // The topic is the only part that may need escaping; offsets and partitions are digits.
@@ -237,7 +243,12 @@ mod tests {
         };
         let mut doc = Map::new();
         doc.insert("message".into(), "hi\n".into());
-        let e = encode(key, "logs-web-2026.01.02".into(), &doc);
+        let e = encode(
+            key.clone(),
+            "logs-web-2026.01.02".into(),
+            OpType::Index,
+            &doc,
+        );
         let text = String::from_utf8(e.bytes.clone()).unwrap();
         assert_eq!(
             text,
@@ -245,5 +256,10 @@ mod tests {
         );
         let action: Value = serde_json::from_slice(&e.bytes[..e.action_len]).unwrap();
         assert_eq!(action["index"]["_id"], "we\"b-3-77");
+        let e = encode_source(key, "i".into(), OpType::Create, b"{}");
+        assert_eq!(
+            String::from_utf8(e.bytes).unwrap(),
+            "{\"create\":{\"_index\":\"i\",\"_id\":\"we\\\"b-3-77\"}}\n{}\n"
+        );
     }
 }

@@ -139,6 +139,7 @@ impl RequestBuilder {
 
 #[cfg(test)]
 mod tests {
+    use super::super::config::OpType;
     use super::super::encoder::encode;
     use super::*;
     use serde_json::{Map, Value};
@@ -153,6 +154,7 @@ mod tests {
                 offset,
             },
             "i".into(),
+            OpType::Index,
             &m,
         )
     }

@@ -2,6 +2,9 @@
 //!
 //! Per document (an item of a `_bulk` response):
 //! - 2xx: indexed;
+//! - 409 under `op_type = create`: the `_id` exists, the document is already indexed (a
+//!   replay, a re-sent line): settled, counted as a duplicate, never retried or
+//!   dead-lettered;
 //! - 429 (rejected, read-only-allow-delete block), 5xx, 408: retried with backoff, at most
 //!   `item_max_retries` times, then dead-lettered;
 //! - anything else (400 mapping errors, 403 blocks, 404, 409...): dead-lettered at once,
@@ -14,21 +17,26 @@
 //! - 400 and 413 (a document the request parser cannot take, a body too large): the batch
 //!   is split in halves until the culprit is alone, which is then dead-lettered.
 
+use super::config::OpType;
+
 /// What to do with one document after a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ItemAction {
     /// Indexed.
     Done,
+    /// Already indexed (`create` found its `_id`): settled, nothing written.
+    Duplicate,
     /// Send again later.
     Retry,
     /// Give up: to the dead-letter topic.
     DeadLetter,
 }
 
-/// Classifies an item status.
-pub fn item_action(status: u16) -> ItemAction {
+/// Classifies an item status of a `_bulk` of `op` actions.
+pub fn item_action(status: u16, op: OpType) -> ItemAction {
     match status {
         200..=299 => ItemAction::Done,
+        409 if op == OpType::Create => ItemAction::Duplicate,
         408 | 429 | 500..=599 => ItemAction::Retry,
         _ => ItemAction::DeadLetter,
     }
@@ -57,12 +65,16 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert_eq!(item_action(201), ItemAction::Done);
-        assert_eq!(item_action(200), ItemAction::Done);
-        assert_eq!(item_action(429), ItemAction::Retry);
-        assert_eq!(item_action(503), ItemAction::Retry);
-        assert_eq!(item_action(400), ItemAction::DeadLetter);
-        assert_eq!(item_action(403), ItemAction::DeadLetter);
+        let index = OpType::Index;
+        assert_eq!(item_action(201, index), ItemAction::Done);
+        assert_eq!(item_action(200, index), ItemAction::Done);
+        assert_eq!(item_action(429, index), ItemAction::Retry);
+        assert_eq!(item_action(503, index), ItemAction::Retry);
+        assert_eq!(item_action(400, index), ItemAction::DeadLetter);
+        assert_eq!(item_action(403, index), ItemAction::DeadLetter);
+        assert_eq!(item_action(409, index), ItemAction::DeadLetter);
+        assert_eq!(item_action(409, OpType::Create), ItemAction::Duplicate);
+        assert_eq!(item_action(201, OpType::Create), ItemAction::Done);
         assert_eq!(request_action(None), RequestAction::Retry);
         assert_eq!(request_action(Some(429)), RequestAction::Retry);
         assert_eq!(request_action(Some(503)), RequestAction::Retry);

@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::config::BatchConfig;
+use super::config::{BatchConfig, OpType};
 use super::encoder::EncodedDoc;
 use super::request_builder::{Batch, RequestBuilder};
 use super::retry::{ItemAction, RequestAction, item_action, request_action};
@@ -42,6 +42,9 @@ pub struct SinkContext {
     pub metrics: Metrics,
     /// Batching and retry settings.
     pub batch: BatchConfig,
+    /// The `_bulk` action the documents were encoded with (a 409 means "already indexed"
+    /// under `create`).
+    pub op_type: OpType,
     /// Hard stop: abandon in-flight requests (their records stay uncommitted).
     pub cancel: CancellationToken,
 }
@@ -213,10 +216,15 @@ async fn settle(ctx: &SinkContext, slots: &Slots, slot: OwnedSemaphorePermit, ba
         let mut settled: Vec<DocKey> = Vec::with_capacity(batch.len());
         let mut retry: Vec<usize> = Vec::new();
         let mut indexed = 0u64;
+        let mut duplicates = 0u64;
         for (i, item) in response.items.iter().enumerate() {
-            match item_action(item.status) {
+            match item_action(item.status, ctx.op_type) {
                 ItemAction::Done => {
                     indexed += 1;
+                    settled.push(batch.items[i].key.clone());
+                }
+                ItemAction::Duplicate => {
+                    duplicates += 1;
                     settled.push(batch.items[i].key.clone());
                 }
                 ItemAction::Retry if attempts < ctx.batch.item_max_retries => retry.push(i),
@@ -246,6 +254,7 @@ async fn settle(ctx: &SinkContext, slots: &Slots, slot: OwnedSemaphorePermit, ba
             }
         }
         ctx.metrics.indexed.inc_by(indexed);
+        ctx.metrics.duplicates.inc_by(duplicates);
         if !settled.is_empty() {
             ctx.acker.ack(&settled);
         }
