@@ -34,6 +34,14 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// Labels of whole-request Elasticsearch failures: `status` is one of a fixed set
+/// (`400 401 403 404 413 429 4xx 5xx transport invalid_response`), so cardinality is bounded.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// The bucketed HTTP status, or why there was none.
+    pub status: String,
+}
+
 /// Every metric logtransfer exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -49,6 +57,8 @@ pub struct Metrics {
     pub request_retries: Counter,
     /// Documents sent to the dead-letter topic.
     pub dead_lettered: Counter,
+    /// Whole requests to Elasticsearch that failed, by status (see [`StatusLabels`]).
+    pub es_request_errors: Family<StatusLabels, Counter>,
     /// `_bulk` requests by outcome.
     pub bulk_requests: Family<OutcomeLabels, Counter>,
     /// `_bulk` round-trip time, seconds.
@@ -71,6 +81,7 @@ impl Default for Metrics {
             request_retries: Counter::default(),
             dead_lettered: Counter::default(),
             bulk_requests: Family::default(),
+            es_request_errors: Family::default(),
             bulk_latency: Histogram::new([
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
@@ -115,6 +126,11 @@ impl Metrics {
             "bulk_requests",
             "_bulk requests by outcome",
             self.bulk_requests.clone(),
+        );
+        r.register(
+            "es_request_errors",
+            "Whole requests to Elasticsearch that failed, by status (401/403/404 need the operator)",
+            self.es_request_errors.clone(),
         );
         r.register(
             "bulk_latency_seconds",

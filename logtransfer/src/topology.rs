@@ -44,7 +44,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         log::info!("metrics on http://{addr}/metrics");
     }
 
-    let service = Arc::new(ElasticsearchService::new(&config.es)?);
+    let service = Arc::new(
+        ElasticsearchService::new(&config.es)?
+            .with_error_counter(metrics.es_request_errors.clone()),
+    );
     if config.es.install_template
         && !template::install(&service, &config.es.template_name, &pattern, &stop).await
     {

@@ -276,3 +276,63 @@ fn a_413_splits_the_request_and_a_400_for_a_single_document_dead_letters_it() {
     transfer.stop();
     assert_eq!(es.count("logs-split-*"), 50);
 }
+
+/// Whole-request 401 (bad credentials): retried with backoff, nothing lost, but the
+/// operator is told at once: one ERROR line per spell (not per retry) naming the status,
+/// the node and what to check, and `logtransfer_es_request_errors_total{status="401"}`.
+#[test]
+fn a_whole_request_401_is_an_error_per_spell_and_a_metric_and_loses_nothing() {
+    let kafka = Kafka::start();
+    let es = Elasticsearch::start();
+    let proxy = FaultProxy::start(&es.url());
+    kafka.create_topic("auth", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&kafka, &proxy.url(), "auth", "auth-group");
+    let transfer = Process::start(dir.path(), &cfg, "auth");
+    let log_path = dir.path().join("auth.log");
+    let errors_401 = || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("ERROR") && l.contains("401"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let counted_401 = || {
+        metric_series(&transfer.metrics_url, "logtransfer_es_request_errors_total")
+            .iter()
+            .find(|(labels, _)| labels.contains("status=\"401\""))
+            .map_or(0.0, |(_, v)| *v)
+    };
+    assert!(wait_until(Duration::from_secs(30), || {
+        es_get(&es, "/_index_template/logtransfer")["index_templates"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    }));
+
+    for spell in 1..=2 {
+        proxy.set_fault(Fault::Status(401));
+        let before = proxy.faulted();
+        produce(&kafka, "auth", &agent_batch("2026-11-25", "auth", 100));
+        assert!(wait_until(Duration::from_secs(30), || proxy.faulted() >= before + 5));
+        assert!(
+            wait_until(Duration::from_secs(10), || counted_401()
+                >= 5.0 * spell as f64),
+            "401s counted: {}",
+            counted_401()
+        );
+        let errors = errors_401();
+        assert_eq!(errors.len(), spell, "one ERROR per spell: {errors:#?}");
+        let last = errors.last().unwrap();
+        assert!(last.contains(&proxy.url()), "names the node: {last}");
+        assert!(last.contains("username"), "says what to check: {last}");
+        proxy.set_fault(Fault::None);
+        wait_count(
+            &es,
+            "logs-auth-*",
+            100 * spell as u64,
+            Duration::from_secs(60),
+        );
+    }
+    assert_eq!(transfer.metric("logtransfer_dead_lettered_total"), 0.0);
+}

@@ -13,7 +13,9 @@
 //! Per request (the whole `_bulk` call):
 //! - refused, timed out, reset, 429, 5xx, 401/403/404 (credentials or URL being fixed):
 //!   retried without limit with backoff: they say nothing about the documents, and the
-//!   driver stops consuming meanwhile, so memory stays bounded;
+//!   driver stops consuming meanwhile, so memory stays bounded. 401/403/404 need the
+//!   operator: the service reports them as an ERROR once per spell (and every failure in
+//!   `logtransfer_es_request_errors_total{status}`);
 //! - 400 and 413 (a document the request parser cannot take, a body too large): the batch
 //!   is split in halves until the culprit is alone, which is then dead-lettered.
 

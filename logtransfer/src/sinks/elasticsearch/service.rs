@@ -3,10 +3,14 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::config::ElasticsearchConfig;
+use crate::metrics::StatusLabels;
 
 /// Why a request got no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +61,42 @@ impl RequestError {
         match self {
             RequestError::Status { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// What the operator must fix when Elasticsearch refuses every request this way (bad
+    /// credentials, missing privileges, wrong URL): retrying alone will not end it.
+    pub fn operator_hint(&self) -> Option<&'static str> {
+        match self.status()? {
+            401 => {
+                Some("check [es] username/password or api_key (or the credentials in [es] address)")
+            }
+            403 => Some(
+                "the credentials lack privileges: they need create_doc/index and create_index \
+                 on the target indices (manage_index_templates for the template)",
+            ),
+            404 => {
+                Some("check [es] address: the URL (path, proxy prefix) reaches no Elasticsearch")
+            }
+            _ => None,
+        }
+    }
+
+    /// The `status` label of `logtransfer_es_request_errors_total`: a fixed set of values.
+    fn label(&self) -> &'static str {
+        match self {
+            RequestError::Transport { .. } => "transport",
+            RequestError::Decode { .. } => "invalid_response",
+            RequestError::Status { status, .. } => match status {
+                400 => "400",
+                401 => "401",
+                403 => "403",
+                404 => "404",
+                413 => "413",
+                429 => "429",
+                500..=599 => "5xx",
+                _ => "4xx",
+            },
         }
     }
 }
@@ -139,6 +179,11 @@ pub struct ElasticsearchService {
     next: AtomicUsize,
     api_key: Option<String>,
     basic: Option<(String, String)>,
+    /// Counts whole-request failures (`logtransfer_es_request_errors_total`).
+    errors: Family<StatusLabels, Counter>,
+    /// The status of the operator-facing failure (401/403/404) going on, if any: one ERROR
+    /// per spell, shared by every request in flight, instead of one per retry.
+    spell: Mutex<Option<u16>>,
 }
 
 impl std::fmt::Debug for ElasticsearchService {
@@ -262,7 +307,46 @@ impl ElasticsearchService {
             api_key: (!config.api_key.is_empty()).then(|| config.api_key.clone()),
             basic: (!config.username.is_empty())
                 .then(|| (config.username.clone(), config.password.clone())),
+            errors: Family::default(),
+            spell: Mutex::new(None),
         })
+    }
+
+    /// Counts whole-request failures into `errors` (the registered metric family).
+    pub fn with_error_counter(mut self, errors: Family<StatusLabels, Counter>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// Counts and reports the outcome of one request. A 401/403/404 starts a spell with
+    /// one ERROR naming the status, the node and what to check; a success ends it.
+    fn observe<T>(&self, result: Result<T, RequestError>) -> Result<T, RequestError> {
+        match &result {
+            Ok(_) => {
+                if self.spell.lock().take().is_some() {
+                    log::info!("Elasticsearch accepts requests again");
+                }
+            }
+            Err(e) => {
+                self.errors
+                    .get_or_create(&StatusLabels {
+                        status: e.label().to_owned(),
+                    })
+                    .inc();
+                if let (Some(status), Some(hint)) = (e.status(), e.operator_hint()) {
+                    let mut spell = self.spell.lock();
+                    if *spell != Some(status) {
+                        *spell = Some(status);
+                        log::error!(
+                            "Elasticsearch refuses every request with {status}: {e}; {hint}. \
+                             Retrying with backoff until it accepts (nothing is lost, \
+                             consumption waits)"
+                        );
+                    }
+                }
+            }
+        }
+        result
     }
 
     fn node(&self) -> &Node {
@@ -286,6 +370,10 @@ impl ElasticsearchService {
 
     /// Sends one `_bulk` body.
     pub async fn bulk(&self, body: Vec<u8>) -> Result<BulkResponse, RequestError> {
+        self.observe(self.send_bulk(body).await)
+    }
+
+    async fn send_bulk(&self, body: Vec<u8>) -> Result<BulkResponse, RequestError> {
         let node = self.node();
         let url = format!("{}/_bulk", node.url);
         let req = self
@@ -320,6 +408,10 @@ impl ElasticsearchService {
 
     /// `PUT {path}` with a JSON body; any 2xx is success.
     pub async fn put_json(&self, path: &str, body: &Value) -> Result<(), RequestError> {
+        self.observe(self.send_put_json(path, body).await)
+    }
+
+    async fn send_put_json(&self, path: &str, body: &Value) -> Result<(), RequestError> {
         let node = self.node();
         let url = format!("{}{path}", node.url);
         let req = self.client.put(&url).json(body);
