@@ -150,6 +150,7 @@ fn event<'a>(topic: &Arc<str>, offset: usize, payload: &'a [u8]) -> Event<'a> {
         },
         payload,
         timestamp_ms: Some(0),
+        event_id: None,
     }
 }
 

@@ -31,4 +31,21 @@ pub struct Event<'a> {
     pub payload: &'a [u8],
     /// The message timestamp, for records that carry no time of their own.
     pub timestamp_ms: Option<i64>,
+    /// The value of the record's `event.id` header ([`EVENT_ID_HEADER`]), if any: the
+    /// producer's stable id of the event, preferred as the document `_id`.
+    pub event_id: Option<&'a [u8]>,
+}
+
+/// The Kafka header carrying a stable event id (docs/dev/CONTRACTS.md, "Event id").
+pub const EVENT_ID_HEADER: &str = "event.id";
+
+/// Longest `_id` Elasticsearch accepts, in bytes.
+pub const MAX_ID_BYTES: usize = 512;
+
+/// An event id usable as a document `_id`: UTF-8, not empty, at most [`MAX_ID_BYTES`].
+pub fn valid_event_id(id: &[u8]) -> Option<&str> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return None;
+    }
+    std::str::from_utf8(id).ok()
 }

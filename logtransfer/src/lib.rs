@@ -10,9 +10,10 @@
 //! with `service_kit::backoff::Backoff`, the one backoff of the platform.
 //!
 //! Guarantee: a record's offset is committed only after its document was acknowledged by
-//! Elasticsearch or its dead letter by Kafka, and its `_id` is `{topic}-{partition}-{offset}`,
-//! so a crash replays records onto their own documents: every record ends up exactly once
-//! in Elasticsearch (or in the dead-letter topic).
+//! Elasticsearch or its dead letter by Kafka, and its `_id` is its event id (header or
+//! `event.id` field) or else `{topic}-{partition}-{offset}`, so a crash replays records onto
+//! their own documents: every record ends up exactly once in Elasticsearch (or in the
+//! dead-letter topic), and a record re-sent with the same event id is the same document.
 
 #![warn(missing_docs)]
 

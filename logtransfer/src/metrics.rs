@@ -53,6 +53,9 @@ pub struct Metrics {
     pub retried: Counter,
     /// Documents `create` found already indexed (409 on an existing `_id`): settled.
     pub duplicates: Counter,
+    /// Event ids (header or `event.id` field) that could not be the `_id`: the record used
+    /// `topic-partition-offset` instead.
+    pub event_id_invalid: Counter,
     /// Whole `_bulk` requests re-sent after a failure (refused, 429, 5xx).
     pub request_retries: Counter,
     /// Documents sent to the dead-letter topic.
@@ -78,6 +81,7 @@ impl Default for Metrics {
             indexed: Counter::default(),
             retried: Counter::default(),
             duplicates: Counter::default(),
+            event_id_invalid: Counter::default(),
             request_retries: Counter::default(),
             dead_lettered: Counter::default(),
             bulk_requests: Family::default(),
@@ -111,6 +115,11 @@ impl Metrics {
             "duplicates",
             "Documents found already indexed (op_type create, 409 on an existing _id)",
             self.duplicates.clone(),
+        );
+        r.register(
+            "event_id_invalid",
+            "Event ids unusable as _id (empty, over 512 bytes, not UTF-8): topic-partition-offset used",
+            self.event_id_invalid.clone(),
         );
         r.register(
             "request_retries",

@@ -2,7 +2,10 @@
 //! (a [`transform`](crate::transform)) and encode it as `_bulk` lines for its index. It runs
 //! on the source's task, called once per record, so that the payload is read where it lies.
 
-use crate::event::Event;
+use prometheus_client::metrics::counter::Counter;
+use serde_json::{Map, Value};
+
+use crate::event::{Event, valid_event_id};
 use crate::sinks::elasticsearch::config::OpType;
 use crate::sinks::elasticsearch::encoder::{EncodedDoc, IndexName, encode, encode_source};
 use crate::transform::{decode, fast_lift};
@@ -12,6 +15,7 @@ use crate::transform::{decode, fast_lift};
 pub struct Prepare {
     index: IndexName,
     op: OpType,
+    invalid_ids: Counter,
 }
 
 impl Prepare {
@@ -20,7 +24,37 @@ impl Prepare {
         Self {
             index,
             op: OpType::Index,
+            invalid_ids: Counter::default(),
         }
+    }
+
+    /// Counts event ids that could not be the `_id` (too long, empty, not UTF-8).
+    pub fn with_invalid_id_counter(mut self, counter: Counter) -> Self {
+        self.invalid_ids = counter;
+        self
+    }
+
+    /// The document `_id` when the record carries a usable event id: the `event.id` header,
+    /// else the value's `event.id` field (docs/dev/CONTRACTS.md, "Event id"). `None`: the
+    /// `topic-partition-offset` fallback.
+    fn event_id<'a>(
+        &self,
+        header: Option<&'a [u8]>,
+        map: Option<&'a Map<String, Value>>,
+    ) -> Option<&'a str> {
+        let candidate = header.or_else(|| {
+            let map = map?;
+            let field = match map.get("event") {
+                Some(Value::Object(event)) => event.get("id"),
+                _ => map.get("event.id"),
+            };
+            field.and_then(Value::as_str).map(str::as_bytes)
+        })?;
+        let id = valid_event_id(candidate);
+        if id.is_none() {
+            self.invalid_ids.inc();
+        }
+        id
     }
 
     /// The `_bulk` action to write (`[es] op_type`).
@@ -36,19 +70,25 @@ impl Prepare {
             key,
             payload,
             timestamp_ms,
+            event_id,
         } = event;
-        let decoded = match serde_json::from_slice::<serde_json::Value>(payload) {
-            Ok(serde_json::Value::Object(map)) => {
+        let (decoded, id) = match serde_json::from_slice::<Value>(payload) {
+            Ok(Value::Object(map)) => {
                 if let Some((source, ts)) = fast_lift::lift_object(&map) {
+                    let id = self.event_id(event_id, Some(&map));
                     let name = self.index.render(&key.topic, ts);
-                    return encode_source(key, name, self.op, &source);
+                    return encode_source(key, name, self.op, id, &source);
                 }
-                decode::decode_object(map, timestamp_ms)
+                let id = self.event_id(event_id, Some(&map)).map(str::to_owned);
+                (decode::decode_object(map, timestamp_ms), id)
             }
-            _ => decode::decode(payload, timestamp_ms),
+            _ => (
+                decode::decode(payload, timestamp_ms),
+                self.event_id(event_id, None).map(str::to_owned),
+            ),
         };
         let name = self.index.render(&key.topic, decoded.timestamp);
-        encode(key, name, self.op, &decoded.doc)
+        encode(key, name, self.op, id.as_deref(), &decoded.doc)
     }
 }
 
@@ -78,6 +118,7 @@ mod tests {
                 },
                 payload: &payload,
                 timestamp_ms: Some(0),
+                event_id: None,
             });
             let text = String::from_utf8(doc.bytes).unwrap();
             assert_eq!(text.matches('\n').count(), 2, "{text}");

@@ -91,7 +91,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         op_type: config.es.op_type,
         cancel: sink_cancel.clone(),
     });
-    let mut prepare = Prepare::new(index).with_op_type(config.es.op_type);
+    let mut prepare = Prepare::new(index)
+        .with_op_type(config.es.op_type)
+        .with_invalid_id_counter(metrics.event_id_invalid.clone());
     let (tx, rx) = mpsc::channel(config.batch.max_docs.max(1) * 2);
     let mut sink_task = tokio::spawn(sink::run(sink_ctx, rx));
 

@@ -103,7 +103,7 @@ impl DeadLetter {
             "@timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true),
             "error": error,
             "index": letter.index,
-            "id": letter.key.id(),
+            "id": letter.id,
             "source": {
                 "topic": &*letter.key.topic,
                 "partition": letter.key.partition,
@@ -118,11 +118,11 @@ impl DeadLetter {
     /// `cancel` fired first (the record then stays uncommitted and is replayed).
     pub async fn send(&self, letter: &Letter<'_>, cancel: &CancellationToken) -> bool {
         let payload = Self::encode(letter);
-        let key = letter.key.id();
+        let key = letter.id;
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
             let (generation, producer) = self.producer.lock().clone();
-            let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+            let record = FutureRecord::to(&self.topic).key(key).payload(&payload);
             let sent = tokio::select! {
                 r = producer.send(record, Duration::from_secs(30)) => r,
                 _ = cancel.cancelled() => return false,
@@ -168,7 +168,7 @@ impl DeadLetters for LogDeadLetters {
     ) -> BoxFuture<'a, bool> {
         log::error!(
             "no dead-letter topic: refused document {}: {}",
-            letter.key.id(),
+            letter.id,
             String::from_utf8_lossy(&DeadLetter::encode(letter))
         );
         Box::pin(std::future::ready(true))
@@ -200,6 +200,7 @@ mod tests {
         };
         let letter = Letter {
             key: &key,
+            id: "logs-0-7",
             index: "logs-2026.11.25",
             source: br#"{"message":"x"}"#,
             status: 400,

@@ -16,6 +16,8 @@ use crate::event::DocKey;
 pub struct Letter<'a> {
     /// Where it came from.
     pub key: &'a DocKey,
+    /// Its document `_id` (the event id, or `topic-partition-offset`).
+    pub id: &'a str,
     /// Where it was going.
     pub index: &'a str,
     /// The document JSON as sent.

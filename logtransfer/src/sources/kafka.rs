@@ -11,14 +11,14 @@ use std::time::Duration;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::acks::OffsetTracker;
 use crate::config::KafkaConfig;
-use crate::event::{DocKey, Event};
+use crate::event::{DocKey, EVENT_ID_HEADER, Event};
 use crate::metrics::{Metrics, PartitionLabels};
 
 /// The consumer could not be set up.
@@ -356,6 +356,11 @@ impl KafkaSource {
                             },
                             payload: msg.payload().unwrap_or_default(),
                             timestamp_ms: msg.timestamp().to_millis(),
+                            event_id: msg.headers().and_then(|h| {
+                                h.iter()
+                                    .find(|h| h.key == EVENT_ID_HEADER)
+                                    .and_then(|h| h.value)
+                            }),
                         }));
                     }
                     Err(e) => {

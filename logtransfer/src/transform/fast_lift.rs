@@ -33,11 +33,17 @@ pub fn lift_object(outer: &Map<String, Value>) -> Option<(Vec<u8>, DateTime<Utc>
     // events) are rare: the general path re-serialises them.
     if !line.starts_with('{')
         || line.bytes().any(|b| b == b'\n' || b == b'\r')
-        || outer.contains_key("event")
         || outer.keys().any(|k| k.contains('.'))
     {
         return None;
     }
+    // The agent's `event` object (its `event.id`, docs/dev/CONTRACTS.md) is kept beside
+    // the `event.original` written below; anything that would merge with it declines.
+    let outer_event = match outer.get("event") {
+        None => None,
+        Some(Value::Object(m)) if !m.contains_key("original") => Some(m),
+        Some(_) => return None,
+    };
     let inner: BTreeMap<&str, &RawValue> = serde_json::from_str(line).ok()?;
     let ts_raw = *inner.get("@timestamp")?;
     let level_raw = *inner.get("log.level")?;
@@ -72,10 +78,16 @@ pub fn lift_object(outer: &Map<String, Value>) -> Option<(Vec<u8>, DateTime<Utc>
     }
     out.extend_from_slice(b",\"event\":{\"original\":");
     serde_json::to_writer(&mut out, line).ok()?;
+    for (key, value) in outer_event.into_iter().flatten() {
+        out.push(b',');
+        serde_json::to_writer(&mut out, key).ok()?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, value).ok()?;
+    }
     out.push(b'}');
 
     for (key, value) in outer {
-        if matches!(key.as_str(), "@timestamp" | "message" | "log") {
+        if matches!(key.as_str(), "@timestamp" | "message" | "log" | "event") {
             continue;
         }
         out.push(b',');
@@ -228,6 +240,11 @@ mod tests {
             serde_json::to_vec(&json!({"@timestamp": "2026-11-25T00:00:00Z", "message": line}))
                 .unwrap();
         assert!(same_as_reference(&bare));
+        // The agent's event id (the contract's `event.id`) stays on the fast path.
+        assert!(same_as_reference(&agent(
+            line,
+            json!({"event": {"id": "h-fp-120", "kind": "event"}})
+        )));
     }
 
     #[test]
@@ -262,10 +279,12 @@ mod tests {
             );
             assert!(lift_to_json(&agent(&line, json!({}))).is_none(), "{line:?}");
         }
-        let with_event = agent(
-            r#"{"@timestamp":"2026-11-24T23:59:59Z","log.level":"info"}"#,
-            json!({"event": {"kind": "x"}}),
-        );
-        assert!(lift_to_json(&with_event).is_none());
+        for event in [json!({"original": "x"}), json!("scalar")] {
+            let with_event = agent(
+                r#"{"@timestamp":"2026-11-24T23:59:59Z","log.level":"info"}"#,
+                json!({ "event": event }),
+            );
+            assert!(lift_to_json(&with_event).is_none());
+        }
     }
 }

@@ -164,10 +164,17 @@ fn push_lit(parts: &mut Vec<Part>, lit: &mut String) {
     }
 }
 
-/// Encodes one document as its bulk lines.
-pub fn encode(key: DocKey, index: Arc<str>, op: OpType, doc: &Map<String, Value>) -> EncodedDoc {
+/// Encodes one document as its bulk lines; `id` is its event id when it has a valid one
+/// (else the `_id` is `topic-partition-offset`).
+pub fn encode(
+    key: DocKey,
+    index: Arc<str>,
+    op: OpType,
+    id: Option<&str>,
+    doc: &Map<String, Value>,
+) -> EncodedDoc {
     let mut bytes = Vec::with_capacity(256);
-    let action_len = write_action(&mut bytes, op, &key, &index);
+    let action_len = write_action(&mut bytes, op, &key, id, &index);
     // Serialising a Map of Values to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut bytes, doc);
     bytes.push(b'\n');
@@ -180,9 +187,15 @@ pub fn encode(key: DocKey, index: Arc<str>, op: OpType, doc: &Map<String, Value>
 }
 
 /// Encodes a document whose source is already JSON (one line, no newline).
-pub fn encode_source(key: DocKey, index: Arc<str>, op: OpType, source: &[u8]) -> EncodedDoc {
+pub fn encode_source(
+    key: DocKey,
+    index: Arc<str>,
+    op: OpType,
+    id: Option<&str>,
+    source: &[u8],
+) -> EncodedDoc {
     let mut bytes = Vec::with_capacity(source.len() + 96);
-    let action_len = write_action(&mut bytes, op, &key, &index);
+    let action_len = write_action(&mut bytes, op, &key, id, &index);
     bytes.extend_from_slice(source);
     bytes.push(b'\n');
     EncodedDoc {
@@ -193,13 +206,25 @@ pub fn encode_source(key: DocKey, index: Arc<str>, op: OpType, source: &[u8]) ->
     }
 }
 
-/// `{"index":{"_index":...,"_id":"topic-partition-offset"}}\n` (or `"create"`); returns
-/// its length.
-fn write_action(bytes: &mut Vec<u8>, op: OpType, key: &DocKey, index: &str) -> usize {
+/// `{"index":{"_index":...,"_id":"topic-partition-offset"}}\n` (or `"create"`, or the
+/// event id as `_id`); returns its length.
+fn write_action(
+    bytes: &mut Vec<u8>,
+    op: OpType,
+    key: &DocKey,
+    id: Option<&str>,
+    index: &str,
+) -> usize {
     bytes.extend_from_slice(b"{\"");
     bytes.extend_from_slice(op.as_str().as_bytes());
     bytes.extend_from_slice(b"\":{\"_index\":");
     write_json_str(bytes, index);
+    if let Some(id) = id {
+        bytes.extend_from_slice(b",\"_id\":");
+        write_json_str(bytes, id);
+        bytes.extend_from_slice(b"}}\n");
+        return bytes.len();
+    }
     bytes.extend_from_slice(b",\"_id\":\"");
     // The topic is the only part that may need escaping; offsets and partitions are digits.
     let mut id = Vec::new();
@@ -247,6 +272,7 @@ mod tests {
             key.clone(),
             "logs-web-2026.01.02".into(),
             OpType::Index,
+            None,
             &doc,
         );
         let text = String::from_utf8(e.bytes.clone()).unwrap();
@@ -256,10 +282,13 @@ mod tests {
         );
         let action: Value = serde_json::from_slice(&e.bytes[..e.action_len]).unwrap();
         assert_eq!(action["index"]["_id"], "we\"b-3-77");
-        let e = encode_source(key, "i".into(), OpType::Create, b"{}");
+        let e = encode_source(key.clone(), "i".into(), OpType::Create, None, b"{}");
         assert_eq!(
             String::from_utf8(e.bytes).unwrap(),
             "{\"create\":{\"_index\":\"i\",\"_id\":\"we\\\"b-3-77\"}}\n{}\n"
         );
+        let e = encode_source(key, "i".into(), OpType::Index, Some("h:\"x\"@7"), b"{}");
+        let action: Value = serde_json::from_slice(&e.bytes[..e.action_len]).unwrap();
+        assert_eq!(action["index"]["_id"], "h:\"x\"@7");
     }
 }

@@ -60,6 +60,19 @@ impl Batch {
         &self.body[item.source_start..end]
     }
 
+    /// The `_id` of item `i`, read back from its action line (for dead letters: rare, so
+    /// it is not kept per document).
+    pub fn doc_id(&self, i: usize) -> String {
+        let item = &self.items[i];
+        serde_json::from_slice::<serde_json::Value>(&self.body[item.range.start..item.source_start])
+            .ok()
+            .and_then(|action| {
+                let (_, meta) = action.as_object()?.iter().next()?;
+                meta.get("_id")?.as_str().map(str::to_owned)
+            })
+            .unwrap_or_else(|| item.key.id())
+    }
+
     /// A new batch holding only the items at `indices` (to retry a subset).
     pub fn subset(&self, indices: &[usize]) -> Batch {
         let mut out = Batch::default();
@@ -155,6 +168,7 @@ mod tests {
             },
             "i".into(),
             OpType::Index,
+            None,
             &m,
         )
     }

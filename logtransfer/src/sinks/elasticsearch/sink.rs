@@ -315,15 +315,17 @@ async fn dead_letter(
     error: Value,
 ) -> bool {
     let item = &batch.items[i];
+    let id = batch.doc_id(i);
     let letter = Letter {
         key: &item.key,
+        id: &id,
         index: &item.index,
         source: batch.source(i),
         status,
         error,
     };
     log::warn!(
-        "document {} refused by index {} with status {status}: {}; sending it to the dead-letter topic",
+        "document {id} ({}) refused by index {} with status {status}: {}; sending it to the dead-letter topic",
         item.key.id(),
         item.index,
         letter.error
