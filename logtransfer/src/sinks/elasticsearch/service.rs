@@ -82,6 +82,17 @@ impl RequestError {
         }
     }
 
+    /// The level of a per-retry log line about this error: what needs the operator was
+    /// reported as an ERROR once per spell by the service, and repeating it per retry
+    /// would bury it.
+    pub fn retry_log_level(&self) -> log::Level {
+        if self.operator_hint().is_some() {
+            log::Level::Debug
+        } else {
+            log::Level::Warn
+        }
+    }
+
     /// The `status` label of `logtransfer_es_request_errors_total`: a fixed set of values.
     fn label(&self) -> &'static str {
         match self {

@@ -196,15 +196,8 @@ async fn settle(ctx: &SinkContext, slots: &Slots, slot: OwnedSemaphorePermit, ba
                     RequestAction::Retry => {
                         ctx.metrics.request_retries.inc();
                         let delay = request_backoff.next_delay();
-                        // What needs the operator was reported as an error, once per spell,
-                        // by the service; repeating it per retry would bury it.
-                        let level = if e.operator_hint().is_some() {
-                            log::Level::Debug
-                        } else {
-                            log::Level::Warn
-                        };
                         log::log!(
-                            level,
+                            e.retry_log_level(),
                             "_bulk of {} documents failed: {e}; retrying in {} ms (attempt {})",
                             batch.len(),
                             delay.as_millis(),

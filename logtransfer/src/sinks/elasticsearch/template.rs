@@ -85,14 +85,8 @@ pub async fn install(
             }
             Err(e) => {
                 let delay = backoff.next_delay();
-                // 401/403/404 were reported as an error, once per spell, by the service.
-                let level = if e.operator_hint().is_some() {
-                    log::Level::Debug
-                } else {
-                    log::Level::Warn
-                };
                 log::log!(
-                    level,
+                    e.retry_log_level(),
                     "cannot install index template: {e}; retrying in {} ms",
                     delay.as_millis()
                 );
