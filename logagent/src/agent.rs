@@ -220,6 +220,7 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         metrics: Arc::clone(&metrics),
         host,
         allowed: allowed.clone(),
+        refusals: Default::default(),
         events: if config.agent.inotify {
             FileEvents::start()
         } else {

@@ -9,13 +9,33 @@
 //! checkpoint writes that failed: a full or read-only data_dir; retried every interval),
 //! `lines_truncated` (lines whose message was cut to fit the producer's
 //! `message.max.bytes`), `files_stalled` (files whose shipping waits because Kafka refused
-//! or failed to deliver one of their lines: a topic missing or not authorised).
+//! or failed to deliver one of their lines: a topic missing or not authorised),
+//! `files_refused{reason}` (files not opened: `outside_allowed_paths`, `not_regular_file`,
+//! `open_failed`; each path counted once per reason, not once per scan).
 
 use std::sync::atomic::AtomicU64;
 
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::sources::file::open::RefusalReason;
+
+/// The label of `files_refused`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Why the file was not opened (a fixed set: see [`RefusalReason`]).
+    pub reason: RefusalReason,
+}
+
+impl EncodeLabelValue for RefusalReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(self.as_str())
+    }
+}
 
 /// Every metric the agent exports.
 #[derive(Debug, Default)]
@@ -46,9 +66,25 @@ pub struct Metrics {
     pub lines_truncated: Counter,
     /// Files whose shipping waits for a refused or failed line.
     pub files_stalled: Gauge,
+    /// Files not opened, by reason; a path is counted once per reason.
+    pub files_refused: Family<RefusalLabels, Counter>,
 }
 
 impl Metrics {
+    /// Counts one refused file.
+    pub fn file_refused(&self, reason: RefusalReason) {
+        self.files_refused
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
+    }
+
+    /// How many files were refused for `reason`.
+    pub fn files_refused_count(&self, reason: RefusalReason) -> u64 {
+        self.files_refused
+            .get_or_create(&RefusalLabels { reason })
+            .get()
+    }
+
     /// Registers every metric under the `logagent` prefix.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("logagent");
@@ -116,6 +152,15 @@ impl Metrics {
             "files_stalled",
             "Files whose shipping waits because Kafka refused or failed one of their lines",
             self.files_stalled.clone(),
+        );
+        // Every reason is exported from the start, at 0: an alert on it needs no absent().
+        for reason in RefusalReason::ALL {
+            let _ = self.files_refused.get_or_create(&RefusalLabels { reason });
+        }
+        r.register(
+            "files_refused",
+            "Files not opened (outside allowed_paths, not a regular file, open failed), once per path and reason",
+            self.files_refused.clone(),
         );
     }
 }

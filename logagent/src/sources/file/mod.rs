@@ -6,6 +6,7 @@ pub mod chunks;
 pub mod events;
 pub mod lines;
 pub mod multiline;
+pub mod open;
 pub mod retry;
 pub mod shipper;
 pub mod tailer;
@@ -44,7 +45,7 @@ impl FileSource {
     /// Scans and tails until cancelled; then waits for its tailers to stop.
     pub async fn run(self, cancel: CancellationToken) {
         let mut tailers: HashMap<PathBuf, JoinHandle<TailEnd>> = HashMap::new();
-        // Paths refused (outside allowed_paths after resolving symlinks, or unreadable) are
+        // Paths refused (outside allowed_paths, not a regular file, or unreadable) are
         // retried only after a while, so a bad file logs once a minute, not every scan.
         let mut refused: HashMap<PathBuf, Instant> = HashMap::new();
         // A new file in the glob's directory is picked up at once, not at the next scan.

@@ -26,6 +26,7 @@ use super::chunks::{ChunkLease, ChunkPool};
 use super::events::FileEvents;
 use super::lines::{Line, LineSplitter};
 use super::multiline::MultilineJoiner;
+use super::open::{OpenError, Refusals};
 use super::shipper::{Cancelled, Destination, Shipper};
 use crate::ack::FileAcks;
 use crate::checkpoint::{Checkpoint, CheckpointStore, Claim};
@@ -55,8 +56,10 @@ pub struct TailContext {
     pub metrics: Arc<Metrics>,
     /// `host.name`.
     pub host: String,
-    /// Path policy, checked again on the resolved path (symlinks).
+    /// Path policy, checked again on every file opened (see [`super::open`]).
     pub allowed: AllowedPaths,
+    /// Files refused so far, so each is warned about once.
+    pub refusals: Refusals,
     /// Wake-ups when a followed file changes.
     pub events: FileEvents,
     /// Read and encode buffers, shared by all tailers.
@@ -74,7 +77,8 @@ pub enum TailEnd {
     Gone,
     /// Another tailer reads this file for this topic.
     Busy,
-    /// The path resolves outside `allowed_paths`, or cannot be opened.
+    /// The path resolves outside `allowed_paths`, is not a regular file, or cannot be
+    /// opened (warned about and counted by [`Refusals`]).
     Refused,
 }
 
@@ -246,29 +250,12 @@ impl Tailer {
     /// content that was at the path when the agent last read it (see
     /// [`CheckpointStore::leftovers`]).
     fn open(&self) -> Result<(Open, Vec<Open>), TailEnd> {
-        let file = match File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(TailEnd::Gone),
-            Err(e) => {
-                log::warn!(
-                    "{}: cannot open: {e}; skipping it until the next scan",
-                    self.path.display()
-                );
-                return Err(TailEnd::Refused);
-            }
+        let ctx = &self.ctx;
+        let file = match ctx.refusals.open(&self.path, &ctx.allowed, &ctx.metrics) {
+            Ok(opened) => opened.file,
+            Err(OpenError::NotFound) => return Err(TailEnd::Gone),
+            Err(OpenError::Refused(_)) => return Err(TailEnd::Refused),
         };
-        match std::fs::canonicalize(&self.path) {
-            Ok(real) if self.ctx.allowed.allows(&real) => {}
-            Ok(real) => {
-                log::error!(
-                    "{}: resolves to {} which is outside allowed_paths; not collecting it",
-                    self.path.display(),
-                    real.display()
-                );
-                return Err(TailEnd::Refused);
-            }
-            Err(_) => return Err(TailEnd::Gone),
-        }
         let path = self.path.to_string_lossy();
         let leftovers = self.ctx.store.leftovers(&self.topic, &path, &file);
         let claim = self

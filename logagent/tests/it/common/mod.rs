@@ -270,3 +270,45 @@ pub fn init_log() {
         }
     });
 }
+
+/// Runs `f` on its own thread and returns its result, or panics naming `what` when it takes
+/// longer than `limit`: a frozen agent fails the test instead of hanging CI (the stuck
+/// thread dies with the test's process).
+pub fn bounded<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: no answer within {limit:?} (the agent is frozen)")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("{what}: failed (the panic above says why)")
+        }
+    }
+}
+
+/// [`Agent::wait_metric`] on a bare `/metrics` address, for use inside [`bounded`].
+pub fn wait_metric_at(
+    metrics: SocketAddr,
+    name: &str,
+    timeout: Duration,
+    ok: impl Fn(f64) -> bool,
+) -> f64 {
+    let url = format!("http://{metrics}/metrics");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = metric(&url, name);
+        if ok(v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "metric {name} stuck at {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,97 @@
+//! Scenarios: files an attacker or a careless neighbour puts where the agent looks. A FIFO
+//! in place of a collected file, a rotation sibling that is a symlink to a secret, symlink
+//! loops under `**`. The agent must skip them, count them, and keep shipping, answering
+//! /metrics and stopping on request: every wait here is bounded so a frozen agent fails.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::*;
+use test_servers::{Etcd, Kafka};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn refused(reason: &str) -> String {
+    format!("logagent_files_refused_total{{reason=\"{reason}\"}}")
+}
+
+/// Waits (bounded) until `name` satisfies `ok`.
+fn wait(agent: &Frozen, name: &str, ok: impl Fn(f64) -> bool + Send + 'static) -> f64 {
+    let (addr, n) = (agent.metrics(), name.to_string());
+    bounded(&format!("waiting for {name}"), LIMIT + LIMIT, move || {
+        wait_metric_at(addr, &n, LIMIT, ok)
+    })
+}
+
+/// The agent, not joined when the test fails: dropping a frozen agent waits for its
+/// runtime forever, and the failure must be reported instead.
+struct Frozen(Option<Agent>);
+
+impl Frozen {
+    fn start(config: logagent::config::LocalConfig) -> Frozen {
+        Frozen(Some(Agent::start(config)))
+    }
+
+    fn metrics(&self) -> std::net::SocketAddr {
+        self.0.as_ref().map(|a| a.metrics).unwrap()
+    }
+
+    /// Stops the agent like SIGTERM; fails if that does not finish within the limit.
+    fn stop(mut self) {
+        let agent = self.0.take().unwrap();
+        bounded("shutdown", LIMIT, move || agent.stop());
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if let Some(agent) = self.0.take() {
+            std::mem::forget(agent);
+        }
+    }
+}
+
+#[test]
+fn a_fifo_in_place_of_a_collected_file_is_skipped_and_nothing_freezes() {
+    let kafka = Kafka::start();
+    let etcd = Etcd::start();
+    kafka.create_topic("fifo", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs_dir(dir.path());
+    let normal = logs.join("normal.log");
+    let odd = logs.join("odd.log");
+    append(&normal, lines("n", 0..100));
+    append(&odd, lines("o", 0..10));
+    etcd_put(
+        &etcd.endpoint(),
+        KEY,
+        &format!("[{},{}]", entry(&normal, "fifo"), entry(&odd, "fifo")),
+    );
+    let mut cfg = config(dir.path(), &kafka.bootstrap_servers(), &etcd.endpoint());
+    // The default: one thread reads every file, so one blocking open is the whole agent.
+    cfg.agent.worker_threads = 1;
+    let agent = Frozen::start(cfg);
+    wait(&agent, "logagent_lines_sent_total", |v| v == 110.0);
+
+    // The collected file is replaced by a FIFO that no one ever writes to.
+    std::fs::remove_file(&odd).unwrap();
+    let made = Command::new("mkfifo").arg(&odd).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    std::thread::sleep(Duration::from_millis(500));
+    append(&normal, lines("n", 100..200));
+
+    wait(&agent, "logagent_lines_sent_total", |v| v == 210.0);
+    // Several scans and polls later it was still refused (and warned about) only once.
+    std::thread::sleep(Duration::from_secs(2));
+    wait(&agent, &refused("not_regular_file"), |v| v == 1.0);
+    agent.stop();
+
+    let shipped = consume(
+        &kafka.bootstrap_servers(),
+        "fifo",
+        210,
+        Duration::from_secs(30),
+    );
+    assert!(messages_of(&shipped, &normal) == lines("n", 0..200));
+    assert_eq!(messages_of(&shipped, &odd), lines("o", 0..10));
+}
