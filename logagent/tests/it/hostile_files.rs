@@ -3,6 +3,7 @@
 //! loops under `**`. The agent must skip them, count them, and keep shipping, answering
 //! /metrics and stopping on request: every wait here is bounded so a frozen agent fails.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -51,6 +52,10 @@ impl Drop for Frozen {
     }
 }
 
+fn symlink(target: &Path, link: &Path) {
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
 #[test]
 fn a_fifo_in_place_of_a_collected_file_is_skipped_and_nothing_freezes() {
     let kafka = Kafka::start();
@@ -94,4 +99,58 @@ fn a_fifo_in_place_of_a_collected_file_is_skipped_and_nothing_freezes() {
     );
     assert!(messages_of(&shipped, &normal) == lines("n", 0..200));
     assert_eq!(messages_of(&shipped, &odd), lines("o", 0..10));
+}
+
+#[test]
+fn a_rotation_sibling_linked_to_a_file_outside_allowed_paths_is_never_read() {
+    let kafka = Kafka::start();
+    let etcd = Etcd::start();
+    kafka.create_topic("leak", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs_dir(dir.path());
+    // Outside allowed_paths (`<dir>/logs/**`); its first line is known to the attacker.
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(
+        &secret,
+        "HEAD-0123456789\nsecret line 1\nsecret line 2\nsecret line 3\n",
+    )
+    .unwrap();
+    let app = logs.join("app.log");
+    // Whoever can write app.log writes the secret's first line: the copytruncate copy is
+    // recognised by its head, so the secret looks like the copy of app.log.
+    append(&app, ["HEAD-0123456789".to_string()]);
+    etcd_put(&etcd.endpoint(), KEY, &format!("[{}]", entry(&app, "leak")));
+    let agent = Frozen::start(config(
+        dir.path(),
+        &kafka.bootstrap_servers(),
+        &etcd.endpoint(),
+    ));
+    wait(&agent, "logagent_lines_sent_total", |v| v == 1.0);
+
+    symlink(&secret, &logs.join("app.log.1"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&app)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&app, lines("app", 0..10));
+
+    wait(&agent, "logagent_lines_sent_total", |v| v >= 11.0);
+    wait(&agent, &refused("outside_allowed_paths"), |v| v == 1.0);
+    agent.stop();
+    let shipped = consume(
+        &kafka.bootstrap_servers(),
+        "leak",
+        11,
+        Duration::from_secs(30),
+    );
+    let leaked: Vec<_> = shipped
+        .iter()
+        .filter(|s| s.message.contains("secret"))
+        .collect();
+    assert!(leaked.is_empty(), "secret content shipped: {leaked:?}");
+    let mut want = vec!["HEAD-0123456789".to_string()];
+    want.extend(lines("app", 0..10));
+    assert_eq!(messages_of(&shipped, &app), want);
 }

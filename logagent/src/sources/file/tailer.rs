@@ -293,7 +293,7 @@ impl Tailer {
 
     /// Finds and claims the sibling holding the rest of checkpoint `c`'s content.
     fn open_leftover(&self, c: &Checkpoint, current: &FileIdentity) -> Option<Open> {
-        let (found, file) = find_sibling(&self.path, |f, m| {
+        let (found, file) = find_sibling(&self.ctx, &self.path, |f, m| {
             !(m.dev() == current.dev && m.ino() == current.ino)
                 && m.len() > c.offset
                 && c.identity.head_matches(f).unwrap_or(false)
@@ -428,7 +428,7 @@ impl Tailer {
             "{}: truncated (copytruncate?) at offset {pos}",
             self.path.display()
         );
-        if let Some(copy) = find_copy(&self.path, &open.identity, pos) {
+        if let Some(copy) = find_copy(&self.ctx, &self.path, &open.identity, pos) {
             let mut at = pos;
             loop {
                 let mut chunk = self.lease(cancel).await?;
@@ -525,8 +525,8 @@ impl Tailer {
 
 /// The copy a copytruncate left next to `path`: head matching the fingerprint of the content
 /// we were reading, another inode, and longer than what we read.
-fn find_copy(path: &Path, identity: &FileIdentity, pos: u64) -> Option<File> {
-    let (found, file) = find_sibling(path, |f, m| {
+fn find_copy(ctx: &TailContext, path: &Path, identity: &FileIdentity, pos: u64) -> Option<File> {
+    let (found, file) = find_sibling(ctx, path, |f, m| {
         !(m.ino() == identity.ino && m.dev() == identity.dev)
             && m.len() > pos
             && identity.head_matches(f).unwrap_or(false)
@@ -541,7 +541,11 @@ fn find_copy(path: &Path, identity: &FileIdentity, pos: u64) -> Option<File> {
 
 /// The first sibling of `path` (a file whose name starts with `path`'s name, in name order,
 /// as rotation tools name them: `app.log.1`, `app.log-20261125`) that `accept` takes.
+/// Every candidate is opened through [`Refusals::open`]: a sibling is a name anyone who can
+/// write the directory controls, e.g. a symlink to a file outside `allowed_paths` whose
+/// head was made to match.
 fn find_sibling(
+    ctx: &TailContext,
     path: &Path,
     accept: impl Fn(&File, &std::fs::Metadata) -> bool,
 ) -> Option<(PathBuf, File)> {
@@ -559,10 +563,11 @@ fn find_sibling(
         .collect();
     candidates.sort();
     for c in candidates {
-        let Ok(f) = File::open(&c) else { continue };
-        let Ok(meta) = f.metadata() else { continue };
-        if meta.is_file() && accept(&f, &meta) {
-            return Some((c, f));
+        let Ok(opened) = ctx.refusals.open(&c, &ctx.allowed, &ctx.metrics) else {
+            continue;
+        };
+        if accept(&opened.file, &opened.metadata) {
+            return Some((c, opened.file));
         }
     }
     None
