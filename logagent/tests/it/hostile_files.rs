@@ -154,3 +154,45 @@ fn a_rotation_sibling_linked_to_a_file_outside_allowed_paths_is_never_read() {
     want.extend(lines("app", 0..10));
     assert_eq!(messages_of(&shipped, &app), want);
 }
+
+#[test]
+fn symlink_loops_under_a_double_star_glob_neither_freeze_nor_duplicate() {
+    let kafka = Kafka::start();
+    let etcd = Etcd::start();
+    kafka.create_topic("loops", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs_dir(dir.path());
+    let sub = logs.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let app = sub.join("app.log");
+    append(&app, lines("app", 0..100));
+    for l in ["l1", "l2", "l3"] {
+        symlink(Path::new("."), &sub.join(l));
+    }
+    let glob = logs.join("**").join("*.log");
+    etcd_put(
+        &etcd.endpoint(),
+        KEY,
+        &format!("[{}]", entry(&glob, "loops")),
+    );
+    let agent = Frozen::start(config(
+        dir.path(),
+        &kafka.bootstrap_servers(),
+        &etcd.endpoint(),
+    ));
+    wait(&agent, "logagent_lines_sent_total", |v| v == 100.0);
+    append(&app, lines("app", 100..200));
+    wait(&agent, "logagent_lines_sent_total", |v| v == 200.0);
+    // Several more scans: still one tailer for the one file.
+    std::thread::sleep(Duration::from_secs(1));
+    wait(&agent, "logagent_files_watched", |v| v == 1.0);
+    agent.stop();
+    let shipped = consume(
+        &kafka.bootstrap_servers(),
+        "loops",
+        200,
+        Duration::from_secs(30),
+    );
+    assert_eq!(shipped.len(), 200, "duplicates or missing lines");
+    assert!(messages_of(&shipped, &app) == lines("app", 0..200));
+}
