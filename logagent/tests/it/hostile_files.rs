@@ -3,7 +3,7 @@
 //! loops under `**`. The agent must skip them, count them, and keep shipping, answering
 //! /metrics and stopping on request: every wait here is bounded so a frozen agent fails.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -52,17 +52,23 @@ impl Drop for Frozen {
     }
 }
 
+/// The servers, `topic` with one partition, a temporary directory and its `logs`.
+fn servers(topic: &str) -> (Kafka, Etcd, tempfile::TempDir, PathBuf) {
+    let kafka = Kafka::start();
+    let etcd = Etcd::start();
+    kafka.create_topic(topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs_dir(dir.path());
+    (kafka, etcd, dir, logs)
+}
+
 fn symlink(target: &Path, link: &Path) {
     std::os::unix::fs::symlink(target, link).unwrap();
 }
 
 #[test]
 fn a_fifo_in_place_of_a_collected_file_is_skipped_and_nothing_freezes() {
-    let kafka = Kafka::start();
-    let etcd = Etcd::start();
-    kafka.create_topic("fifo", 1);
-    let dir = tempfile::tempdir().unwrap();
-    let logs = logs_dir(dir.path());
+    let (kafka, etcd, dir, logs) = servers("fifo");
     let normal = logs.join("normal.log");
     let odd = logs.join("odd.log");
     append(&normal, lines("n", 0..100));
@@ -103,11 +109,7 @@ fn a_fifo_in_place_of_a_collected_file_is_skipped_and_nothing_freezes() {
 
 #[test]
 fn a_rotation_sibling_linked_to_a_file_outside_allowed_paths_is_never_read() {
-    let kafka = Kafka::start();
-    let etcd = Etcd::start();
-    kafka.create_topic("leak", 1);
-    let dir = tempfile::tempdir().unwrap();
-    let logs = logs_dir(dir.path());
+    let (kafka, etcd, dir, logs) = servers("leak");
     // Outside allowed_paths (`<dir>/logs/**`); its first line is known to the attacker.
     let secret = dir.path().join("secret.txt");
     std::fs::write(
@@ -157,11 +159,7 @@ fn a_rotation_sibling_linked_to_a_file_outside_allowed_paths_is_never_read() {
 
 #[test]
 fn symlink_loops_under_a_double_star_glob_neither_freeze_nor_duplicate() {
-    let kafka = Kafka::start();
-    let etcd = Etcd::start();
-    kafka.create_topic("loops", 1);
-    let dir = tempfile::tempdir().unwrap();
-    let logs = logs_dir(dir.path());
+    let (kafka, etcd, dir, logs) = servers("loops");
     let sub = logs.join("sub");
     std::fs::create_dir(&sub).unwrap();
     let app = sub.join("app.log");
