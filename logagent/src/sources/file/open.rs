@@ -293,6 +293,7 @@ mod tests {
         symlink(d.join("secret"), inside.join("out.log")).unwrap();
         symlink("/dev/null", inside.join("null.log")).unwrap();
         std::fs::create_dir(inside.join("dir.log")).unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(inside.join("sock.log")).unwrap();
         let fifo = inside.join("fifo.log");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
@@ -306,6 +307,7 @@ mod tests {
         assert_eq!(r("out.log"), Some(OutsideAllowedPaths));
         assert_eq!(r("null.log"), Some(OutsideAllowedPaths));
         assert_eq!(r("dir.log"), Some(NotRegularFile));
+        assert_eq!(r("sock.log"), Some(NotRegularFile));
         assert_eq!(r("fifo.log"), Some(NotRegularFile), "and did not block");
         let any = AllowedPaths::any();
         assert_eq!(
