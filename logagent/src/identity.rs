@@ -52,6 +52,19 @@ impl FileIdentity {
         Ok(len == self.fingerprint_len as usize && hash == self.fingerprint)
     }
 
+    /// Whether `other` (the identity of the open `file`) holds the content this identity
+    /// fingerprinted, under whatever inode: the file was renamed, or copied before a
+    /// truncation. Compared without reading when both fingerprints cover the same bytes; an
+    /// empty fingerprint matches nothing, as it would match every file.
+    pub fn same_content(&self, other: &FileIdentity, file: &File) -> bool {
+        match self.fingerprint_len.cmp(&other.fingerprint_len) {
+            _ if self.fingerprint_len == 0 => false,
+            std::cmp::Ordering::Equal => self.fingerprint == other.fingerprint,
+            std::cmp::Ordering::Less => self.head_matches(file).unwrap_or(false),
+            std::cmp::Ordering::Greater => false,
+        }
+    }
+
     /// Whether the fingerprint still covers fewer bytes than it could.
     pub fn is_partial(&self) -> bool {
         (self.fingerprint_len as usize) < FINGERPRINT_BYTES

@@ -93,9 +93,8 @@ impl CheckpointStore {
             .filter(|(key, c)| {
                 key.topic == topic
                     && c.path == path
-                    // Nothing read yet (or an empty fingerprint, which matches any file):
-                    // there is no content to recognise, and nothing was skipped.
-                    && c.offset > 0
+                    // An empty fingerprint matches any file: no content to recognise.
+                    // Offset 0 stays: that content was seen and must still be shipped.
                     && c.identity.fingerprint_len > 0
                     && !g.live.contains_key(key)
                     && !(c.identity.dev == meta.dev()
@@ -104,6 +103,15 @@ impl CheckpointStore {
             })
             .map(|(_, c)| c.clone())
             .collect()
+    }
+
+    /// Whether a tailer of this process holds the file with `identity` for `topic` (reads
+    /// it, or keeps it open after a rename), or its lines are still in flight.
+    pub fn is_live(&self, topic: &str, identity: &FileIdentity) -> bool {
+        self.inner
+            .lock()
+            .live
+            .contains_key(&ProgressKey::of(topic, identity))
     }
 
     /// Claims `file`, which holds the rest of a [`CheckpointStore::leftovers`] entry, to be

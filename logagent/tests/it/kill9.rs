@@ -3,28 +3,12 @@
 //! (one contiguous run per restart, each line at most twice). Then SIGTERM: exit 0 with
 //! the checkpoint at the end of the file.
 
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use test_servers::{Etcd, Kafka};
 
 const TOTAL: usize = 30_000;
-
-fn spawn(conf: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_logagent"))
-        .arg("--config")
-        .arg(conf)
-        .arg("--log-level")
-        .arg("warn")
-        .spawn()
-        .unwrap()
-}
-
-/// Whether the metric is at least `at` (false while the endpoint is not up: NaN).
-fn reached(url: &str, name: &str, at: f64) -> bool {
-    metric(url, name) >= at
-}
 
 #[test]
 fn kill_9_mid_stream_then_restart_loses_no_line() {
@@ -35,19 +19,16 @@ fn kill_9_mid_stream_then_restart_loses_no_line() {
     let logs = logs_dir(dir.path());
     let f = logs.join("app.log");
     etcd_put(&etcd.endpoint(), KEY, &format!("[{}]", entry(&f, "k9")));
-    let port = test_servers::free_port();
-    let metrics = format!("http://127.0.0.1:{port}/metrics");
-    let conf = write_conf(
+    let (conf, metrics) = binary_conf(
         dir.path(),
-        &kafka.bootstrap_servers(),
-        &etcd.endpoint(),
         &logs,
-        port,
+        &kafka,
+        &etcd,
         "checkpoint_interval_ms = 300\n",
     );
 
     std::fs::File::create(&f).unwrap();
-    let mut agent = spawn(&conf);
+    let mut agent = spawn_binary(&conf);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !reached(&metrics, "logagent_files_watched", 1.0) {
         assert!(Instant::now() < deadline, "agent never started tailing");
@@ -74,7 +55,7 @@ fn kill_9_mid_stream_then_restart_loses_no_line() {
     let data_dir = dir.path().join("data");
     let resume_offset = checkpoint_offset(&data_dir, &f);
 
-    let mut agent = spawn(&conf);
+    let mut agent = spawn_binary(&conf);
     writer.join().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let size = std::fs::metadata(&f).unwrap().len();

@@ -6,6 +6,7 @@
 
 mod binary;
 mod common;
+mod generations;
 mod hostile_files;
 mod kill9;
 mod live_config;

@@ -7,6 +7,7 @@
 pub mod chunks;
 pub mod events;
 pub mod expand;
+pub mod generations;
 pub mod lines;
 pub mod multiline;
 pub mod open;

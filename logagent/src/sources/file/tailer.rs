@@ -24,12 +24,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::chunks::{ChunkLease, ChunkPool};
 use super::events::FileEvents;
+use super::generations::{self, Pending};
 use super::lines::{Line, LineSplitter};
 use super::multiline::MultilineJoiner;
 use super::open::{OpenError, Refusals};
 use super::shipper::{Cancelled, Destination, Shipper};
 use crate::ack::FileAcks;
-use crate::checkpoint::{Checkpoint, CheckpointStore, Claim};
+use crate::checkpoint::{CheckpointStore, Claim};
 use crate::collect_config::{AllowedPaths, CollectEntry, Multiline};
 use crate::encode::FileEncoder;
 use crate::identity::{FINGERPRINT_BYTES, FileIdentity};
@@ -258,6 +259,18 @@ impl Tailer {
         };
         let path = self.path.to_string_lossy();
         let leftovers = self.ctx.store.leftovers(&self.topic, &path, &file);
+        // Generations rotated away before they were finished: found before the file at the
+        // path is claimed, so that it is never mistaken for one of them.
+        let unfinished = match file.metadata() {
+            Ok(current) => generations::unfinished(
+                &self.path,
+                &current,
+                &leftovers,
+                |id| self.ctx.store.is_live(&self.topic, id),
+                |p| checked_open(ctx, p),
+            ),
+            Err(_) => Vec::new(),
+        };
         let claim = self
             .ctx
             .store
@@ -284,35 +297,33 @@ impl Tailer {
             splitter: LineSplitter::new(offset, self.ctx.settings.max_line_bytes),
             joiner: self.joiner(),
         };
-        let leftovers = leftovers
-            .iter()
-            .filter_map(|c| self.open_leftover(c, &current.identity))
+        let leftovers = unfinished
+            .into_iter()
+            .filter_map(|g| self.open_generation(g))
             .collect();
         Ok((current, leftovers))
     }
 
-    /// Finds and claims the sibling holding the rest of checkpoint `c`'s content.
-    fn open_leftover(&self, c: &Checkpoint, current: &FileIdentity) -> Option<Open> {
-        let (found, file) = find_sibling(&self.ctx, &self.path, |f, m| {
-            !(m.dev() == current.dev && m.ino() == current.ino)
-                && m.len() > c.offset
-                && c.identity.head_matches(f).unwrap_or(false)
-        })?;
+    /// Claims a generation rotated away before it was finished, to be read before the file
+    /// now at the path.
+    fn open_generation(&self, g: Pending) -> Option<Open> {
+        let Pending { sibling, offset } = g;
         let path = self.path.to_string_lossy();
         let claim = self
             .ctx
             .store
-            .claim_leftover(&self.topic, &path, &file, c.offset)
+            .claim_leftover(&self.topic, &path, &sibling.file, offset)
             .ok()?;
         let Claim::Granted { progress, offset } = claim else {
             return None;
         };
         log::warn!(
-            "{}: was rotated while the agent was not reading it; shipping the unread rest \
-             from {} (offset {offset}) first",
+            "{}: was rotated while the agent was not reading it; shipping {} from offset \
+             {offset} first",
             self.path.display(),
-            found.display()
+            sibling.path.display()
         );
+        let file = sibling.file;
         self.ctx.metrics.files_watched.inc();
         Some(Open {
             file,
@@ -526,49 +537,24 @@ impl Tailer {
 /// The copy a copytruncate left next to `path`: head matching the fingerprint of the content
 /// we were reading, another inode, and longer than what we read.
 fn find_copy(ctx: &TailContext, path: &Path, identity: &FileIdentity, pos: u64) -> Option<File> {
-    let (found, file) = find_sibling(ctx, path, |f, m| {
-        !(m.ino() == identity.ino && m.dev() == identity.dev)
-            && m.len() > pos
-            && identity.head_matches(f).unwrap_or(false)
-    })?;
+    let copy = generations::siblings(path, |p| checked_open(ctx, p))
+        .into_iter()
+        .find(|s| {
+            !(s.meta.ino() == identity.ino && s.meta.dev() == identity.dev)
+                && s.meta.len() > pos
+                && identity.head_matches(&s.file).unwrap_or(false)
+        })?;
     log::info!(
         "{}: reading the rest of the truncated content from {}",
         path.display(),
-        found.display()
+        copy.path.display()
     );
-    Some(file)
+    Some(copy.file)
 }
 
-/// The first sibling of `path` (a file whose name starts with `path`'s name, in name order,
-/// as rotation tools name them: `app.log.1`, `app.log-20261125`) that `accept` takes.
-/// Every candidate is opened through [`Refusals::open`]: a sibling is a name anyone who can
-/// write the directory controls, e.g. a symlink to a file outside `allowed_paths` whose
-/// head was made to match.
-fn find_sibling(
-    ctx: &TailContext,
-    path: &Path,
-    accept: impl Fn(&File, &std::fs::Metadata) -> bool,
-) -> Option<(PathBuf, File)> {
-    let name = path.file_name()?.to_string_lossy().into_owned();
-    let dir = path.parent()?;
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|e| {
-            let n = e.file_name();
-            let n = n.to_string_lossy();
-            n.starts_with(&name) && n != name
-        })
-        .map(|e| e.path())
-        .collect();
-    candidates.sort();
-    for c in candidates {
-        let Ok(opened) = ctx.refusals.open(&c, &ctx.allowed, &ctx.metrics) else {
-            continue;
-        };
-        if accept(&opened.file, &opened.metadata) {
-            return Some((c, opened.file));
-        }
-    }
-    None
+/// A sibling opened the way the followed file is: allowlist checked on the opened file,
+/// regular files only, refusals counted once.
+fn checked_open(ctx: &TailContext, path: &Path) -> Option<(File, std::fs::Metadata)> {
+    let opened = ctx.refusals.open(path, &ctx.allowed, &ctx.metrics).ok()?;
+    Some((opened.file, opened.metadata))
 }

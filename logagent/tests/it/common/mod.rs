@@ -312,3 +312,33 @@ pub fn wait_metric_at(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// [`write_conf`] with /metrics on a free port; returns the file and the /metrics URL.
+pub fn binary_conf(
+    dir: &Path,
+    logs: &Path,
+    kafka: &test_servers::Kafka,
+    etcd: &test_servers::Etcd,
+    extra_agent: &str,
+) -> (PathBuf, String) {
+    let port = test_servers::free_port();
+    let kafka = kafka.bootstrap_servers();
+    let conf = write_conf(dir, &kafka, &etcd.endpoint(), logs, port, extra_agent);
+    (conf, format!("http://127.0.0.1:{port}/metrics"))
+}
+
+/// Starts the agent binary with `conf` (killed with SIGKILL by the tests that need it).
+pub fn spawn_binary(conf: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_logagent"))
+        .arg("--config")
+        .arg(conf)
+        .arg("--log-level")
+        .arg("warn")
+        .spawn()
+        .unwrap()
+}
+
+/// Whether the metric is at least `at` (false while the endpoint is not up: NaN).
+pub fn reached(url: &str, name: &str, at: f64) -> bool {
+    metric(url, name) >= at
+}
