@@ -27,6 +27,7 @@ use crate::sinks::kafka::KafkaSink;
 use crate::sinks::{Sink, SinkError};
 use crate::sources::file::chunks::ChunkPool;
 use crate::sources::file::events::FileEvents;
+use crate::sources::file::lines::HeldBack;
 use crate::sources::file::retry::Retries;
 use crate::sources::file::shipper::Shipper;
 use crate::sources::file::tailer::{TailContext, TailSettings};
@@ -231,6 +232,12 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
             max_line_bytes: config.agent.max_line_bytes,
             poll_interval: Duration::from_millis(config.agent.poll_interval_ms.max(1)),
             close_renamed_after: Duration::from_millis(config.agent.close_renamed_after_ms),
+            // As much again as the in-flight bound: unfinished lines are not messages yet.
+            held_back: HeldBack::new(
+                (config.kafka.queue_max_kbytes as usize)
+                    .saturating_mul(1024)
+                    .max(config.agent.max_line_bytes),
+            ),
         },
     });
     let key = config.collect_key();

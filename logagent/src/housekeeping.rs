@@ -5,13 +5,17 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::catch_up::{CatchUp, DeliveryStall};
 use crate::checkpoint::{CheckpointStore, WriteSpell, WriteSpellReport};
 use crate::in_flight::InFlightLimit;
 use crate::metrics::Metrics;
 use crate::sinks::Sink;
+
+/// How often checkpoints of files that are gone are looked for (a directory listing per
+/// followed path, so not every round).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// The periodic chores, and the state their reports keep between rounds.
 pub struct Housekeeping {
@@ -22,6 +26,7 @@ pub struct Housekeeping {
     catch_up: CatchUp,
     write_spell: WriteSpell,
     stall: DeliveryStall,
+    pruned: Option<Instant>,
 }
 
 impl Housekeeping {
@@ -40,6 +45,7 @@ impl Housekeeping {
             catch_up: CatchUp::default(),
             write_spell: WriteSpell::default(),
             stall: DeliveryStall::default(),
+            pruned: None,
         }
     }
 
@@ -53,6 +59,11 @@ impl Housekeeping {
             );
             return ControlFlow::Break(());
         }
+        if self.pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            self.pruned = Some(Instant::now());
+            self.store.prune_gone();
+        }
+        // Writes only when a checkpoint changed; this round is the longest it waits.
         let written = self.store.flush();
         if written.is_err() {
             self.metrics.checkpoint_write_failures.inc();

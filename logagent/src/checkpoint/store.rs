@@ -1,7 +1,8 @@
 //! All checkpoints of the agent: the persisted ones and the live progress of the files
 //! being read, folded together on each flush.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -109,6 +110,46 @@ impl CheckpointStore {
         result
     }
 
+    /// Forgets the checkpoints of files that are gone: no file beside the checkpoint's path
+    /// (the path itself or a name starting with its name, where rotation puts it) has its
+    /// device and inode any more, and no tailer holds it, so nothing of it can be read
+    /// again. Checkpoints of rotated files still on disk stay (up to the 7-day limit): a
+    /// restart needs them to finish those generations and to know which later ones are
+    /// unread. A directory that cannot be listed keeps its checkpoints. The file system is
+    /// looked at without the lock held; the next [`CheckpointStore::flush`] writes the result.
+    pub fn prune_gone(&self) {
+        let candidates: Vec<(ProgressKey, String)> = {
+            let g = self.inner.lock();
+            g.saved
+                .iter()
+                .filter(|(key, _)| !g.live.contains_key(*key))
+                .map(|(key, c)| (key.clone(), c.path.clone()))
+                .collect()
+        };
+        let mut on_disk: HashMap<String, Option<HashSet<(u64, u64)>>> = HashMap::new();
+        let gone: Vec<ProgressKey> = candidates
+            .into_iter()
+            .filter(|(key, path)| {
+                let files = on_disk
+                    .entry(path.clone())
+                    .or_insert_with(|| files_beside(Path::new(path)));
+                files
+                    .as_ref()
+                    .is_some_and(|f| !f.contains(&(key.dev, key.ino)))
+            })
+            .map(|(key, _)| key)
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let mut g = self.inner.lock();
+        for key in gone {
+            if !g.live.contains_key(&key) && g.saved.remove(&key).is_some() {
+                g.dirty = true;
+            }
+        }
+    }
+
     /// Sum of unacknowledged bytes over the files being read.
     pub fn lag_bytes(&self) -> u64 {
         self.inner.lock().live.values().map(|p| p.lag_bytes()).sum()
@@ -122,5 +163,101 @@ impl CheckpointStore {
     /// The checkpoint file's path.
     pub fn path(&self) -> &Path {
         self.file.path()
+    }
+}
+
+/// Device and inode of `path` and of every file beside it whose name starts with its name;
+/// `None` when its directory cannot be listed (then nothing is known to be gone).
+fn files_beside(path: &Path) -> Option<HashSet<(u64, u64)>> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let entries = std::fs::read_dir(path.parent()?).ok()?;
+    Some(
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&name))
+            .filter_map(|e| std::fs::metadata(e.path()).ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Claim;
+    use std::fs::File;
+
+    fn stamp(path: &Path) -> (u64, i64, i64) {
+        let m = std::fs::metadata(path).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec())
+    }
+
+    /// Claims `log` for topic `t`, acknowledges its first `acked` bytes as one line and
+    /// releases it.
+    fn read(store: &CheckpointStore, log: &Path, acked: u64) {
+        let f = File::open(log).unwrap();
+        let Claim::Granted { progress, .. } = store.claim("t", &log.to_string_lossy(), &f).unwrap()
+        else {
+            panic!("busy")
+        };
+        let seq = progress.register(acked);
+        progress.ack(seq);
+        store.release(&progress);
+    }
+
+    #[test]
+    fn the_file_is_written_only_when_a_checkpoint_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        std::fs::write(&log, b"one\ntwo\n").unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let f = File::open(&log).unwrap();
+        let Claim::Granted { progress, .. } = store.claim("t", "a.log", &f).unwrap() else {
+            panic!("busy")
+        };
+        let first = progress.register(4);
+        progress.register(8);
+        store.flush().unwrap();
+        let written = stamp(store.path());
+        for _ in 0..5 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            store.flush().unwrap();
+            assert_eq!(stamp(store.path()), written, "rewritten with nothing new");
+        }
+        progress.ack(first);
+        store.flush().unwrap();
+        assert_ne!(stamp(store.path()), written, "an ack is written");
+    }
+
+    #[test]
+    fn checkpoints_of_gone_files_are_pruned_and_rotated_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        let rotated = dir.path().join("a.log.1");
+        let deleted = dir.path().join("b.log");
+        std::fs::write(&log, b"one\n").unwrap();
+        std::fs::write(&deleted, b"other\n").unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        read(&store, &log, 4);
+        read(&store, &deleted, 6);
+        store.flush().unwrap();
+        std::fs::rename(&log, &rotated).unwrap();
+        std::fs::write(&log, b"new\n").unwrap();
+        std::fs::remove_file(&deleted).unwrap();
+        store.prune_gone();
+        store.flush().unwrap();
+        let kept: Vec<String> = CheckpointStore::open(dir.path())
+            .unwrap()
+            .inner
+            .lock()
+            .saved
+            .values()
+            .map(|c| c.path.clone())
+            .collect();
+        assert_eq!(
+            kept,
+            [log.to_string_lossy()],
+            "the rotated file stays, b.log goes"
+        );
     }
 }

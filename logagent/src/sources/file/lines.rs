@@ -5,6 +5,53 @@
 //! `max_line_bytes` bytes (memory stays bounded) and is shipped marked as truncated when its
 //! newline arrives. A trailing `\r` (CRLF files) is removed with the newline.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The bytes all files hold back for unfinished lines, which are not yet messages and so
+/// not in `queue_max_kbytes`: at most `cap` in total (each file also at most
+/// `max_line_bytes`). Past it, an unfinished line keeps what it holds and is shipped cut
+/// and marked like a long line, so memory stays bounded however many files end mid-line.
+/// Charged once per read that ends mid-line, never per complete line.
+#[derive(Debug, Clone)]
+pub struct HeldBack {
+    held: Arc<AtomicUsize>,
+    cap: usize,
+}
+
+impl HeldBack {
+    /// A budget of `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        HeldBack {
+            held: Arc::new(AtomicUsize::new(0)),
+            cap,
+        }
+    }
+
+    /// Bytes held right now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Takes up to `want` bytes; returns how many were granted.
+    fn take(&self, want: usize) -> usize {
+        let mut granted = 0;
+        let _ = self
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                granted = want.min(self.cap.saturating_sub(held));
+                Some(held + granted)
+            });
+        granted
+    }
+
+    fn give_back(&self, n: usize) {
+        if n > 0 {
+            self.held.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Capacity kept for unfinished lines between lines.
 const KEEP_PARTIAL_BYTES: usize = 16 * 1024;
 
@@ -32,6 +79,16 @@ pub struct LineSplitter {
     /// Offset of the next byte to be pushed.
     pos: u64,
     truncated: bool,
+    /// Shared bound on unfinished lines; `partial.len()` bytes of it are this file's.
+    budget: Option<HeldBack>,
+}
+
+impl Drop for LineSplitter {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.give_back(self.partial.len());
+        }
+    }
 }
 
 impl LineSplitter {
@@ -43,7 +100,15 @@ impl LineSplitter {
             line_start: offset,
             pos: offset,
             truncated: false,
+            budget: None,
         }
+    }
+
+    /// Like [`LineSplitter::new`], its unfinished line counted in `budget`.
+    pub fn bounded(offset: u64, max_line_bytes: usize, budget: HeldBack) -> Self {
+        let mut s = LineSplitter::new(offset, max_line_bytes);
+        s.budget = Some(budget);
+        s
     }
 
     /// Offset of the first byte not yet shipped as part of a complete line.
@@ -124,12 +189,17 @@ impl LineSplitter {
 
     /// Forgets everything and restarts at `offset` (after a truncation).
     pub fn reset(&mut self, offset: u64) {
-        *self = LineSplitter::new(offset, self.max);
+        self.clear_partial();
+        self.line_start = offset;
+        self.pos = offset;
     }
 
     /// Forgets the finished line. A long line's buffer is given back, so a file that once
     /// had a 1 MiB line does not hold 1 MiB for as long as it is followed.
     fn clear_partial(&mut self) {
+        if let Some(b) = &self.budget {
+            b.give_back(self.partial.len());
+        }
         self.partial.clear();
         if self.partial.capacity() > KEEP_PARTIAL_BYTES {
             self.partial.shrink_to(KEEP_PARTIAL_BYTES);
@@ -138,7 +208,14 @@ impl LineSplitter {
     }
 
     fn append(&mut self, seg: &[u8]) {
-        let room = self.max - self.partial.len();
+        // Once cut, nothing more is kept: later bytes would leave a gap in the line.
+        if self.truncated {
+            return;
+        }
+        let mut room = self.max - self.partial.len();
+        if let Some(b) = &self.budget {
+            room = b.take(room.min(seg.len()));
+        }
         if seg.len() > room {
             self.partial.extend_from_slice(&seg[..room]);
             self.truncated = true;
@@ -205,6 +282,29 @@ mod tests {
             ]
         );
         assert_eq!(s.pending_len(), 0);
+    }
+
+    #[test]
+    fn unfinished_lines_past_the_shared_budget_are_cut_and_give_it_back() {
+        let budget = HeldBack::new(10);
+        let mut a = LineSplitter::bounded(0, 100, budget.clone());
+        let mut b = LineSplitter::bounded(0, 100, budget.clone());
+        assert!(run(&mut a, &[b"abcdefgh"]).is_empty());
+        assert_eq!(budget.held(), 8);
+        // b's unfinished line gets the 2 bytes left, is cut there and marked
+        let out = run(&mut b, &[b"0123", b"456\n"]);
+        assert_eq!(out, vec![(0, 8, b"01".to_vec(), true)]);
+        assert_eq!(
+            budget.held(),
+            8,
+            "b's line is shipped, its bytes given back"
+        );
+        drop(a);
+        assert_eq!(
+            budget.held(),
+            0,
+            "a file closed mid-line gives its bytes back"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::chunks::{ChunkLease, ChunkPool};
 use super::events::FileEvents;
 use super::generations::{self, Pending};
-use super::lines::{Line, LineSplitter};
+use super::lines::{HeldBack, Line, LineSplitter};
 use super::multiline::MultilineJoiner;
 use super::open::{OpenError, Refusals};
 use super::shipper::{Cancelled, Destination, Shipper};
@@ -45,6 +45,8 @@ pub struct TailSettings {
     pub poll_interval: Duration,
     /// How long a renamed or deleted file is kept open after it was drained.
     pub close_renamed_after: Duration,
+    /// Shared bound on the unfinished lines of all files.
+    pub held_back: HeldBack,
 }
 
 /// What every tailer shares.
@@ -142,6 +144,11 @@ impl Tailer {
             encoder,
             multiline: entry.multiline.clone(),
         }
+    }
+
+    fn splitter(&self, offset: u64) -> LineSplitter {
+        let s = &self.ctx.settings;
+        LineSplitter::bounded(offset, s.max_line_bytes, s.held_back.clone())
     }
 
     fn joiner(&self) -> Option<MultilineJoiner> {
@@ -294,7 +301,7 @@ impl Tailer {
             file,
             identity,
             acks: self.ctx.shipper.acks_for(progress),
-            splitter: LineSplitter::new(offset, self.ctx.settings.max_line_bytes),
+            splitter: self.splitter(offset),
             joiner: self.joiner(),
         };
         let leftovers = unfinished
@@ -329,7 +336,7 @@ impl Tailer {
             file,
             identity: progress.committed().0,
             acks: self.ctx.shipper.acks_for(progress),
-            splitter: LineSplitter::new(offset, self.ctx.settings.max_line_bytes),
+            splitter: self.splitter(offset),
             joiner: self.joiner(),
         })
     }
