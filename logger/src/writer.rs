@@ -81,6 +81,7 @@ impl Drop for NoWait {
 /// Runs `f` (code the outputs may wait for, such as the Kafka error callback) so that
 /// logging from it never waits: a record that cannot be queued at once is dropped and
 /// counted in `Stats::dropped`, and `flush` returns at once.
+#[cfg(feature = "kafka")]
 pub(crate) fn without_waiting<R>(f: impl FnOnce() -> R) -> R {
     let _no_wait = NoWait::enter();
     f()
