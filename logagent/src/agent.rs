@@ -28,6 +28,7 @@ use crate::sinks::{Sink, SinkError};
 use crate::sources::file::chunks::ChunkPool;
 use crate::sources::file::events::FileEvents;
 use crate::sources::file::lines::HeldBack;
+use crate::sources::file::reads::Reads;
 use crate::sources::file::retry::Retries;
 use crate::sources::file::shipper::Shipper;
 use crate::sources::file::tailer::{TailContext, TailSettings};
@@ -228,6 +229,11 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
             FileEvents::disabled()
         },
         chunks,
+        reads: Reads::new(
+            config.agent.blocking_reads,
+            Duration::from_millis(config.agent.read_timeout_ms.max(1)),
+            Arc::clone(&metrics),
+        ),
         settings: TailSettings {
             max_line_bytes: config.agent.max_line_bytes,
             poll_interval: Duration::from_millis(config.agent.poll_interval_ms.max(1)),

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::sources::file::reads::BlockingReads;
 use service_kit::daemon::DaemonConfig;
 pub use service_kit::daemon::LogConfig;
 
@@ -154,6 +156,14 @@ pub struct AgentConfig {
     /// thread ships ~0.5M lines/s on the benchmark machine and wakes fewer threads per
     /// line than two; raise it on hosts where many files are busy at once.
     pub worker_threads: usize,
+    /// Which files are read on reader threads, each read waited for at most
+    /// `read_timeout_ms`: `auto` (files on network and user-space file systems: NFS, SMB,
+    /// FUSE, 9p, Ceph, ...), `always` or `never`. A read on a runtime thread that never
+    /// returns (a hung mount) would stop every file, `/metrics` and shutdown.
+    pub blocking_reads: BlockingReads,
+    /// How long a read on a reader thread is waited for before its file is marked stalled
+    /// (not read until that read returns), in milliseconds.
+    pub read_timeout_ms: u64,
 }
 
 impl Default for AgentConfig {
@@ -172,6 +182,8 @@ impl Default for AgentConfig {
             close_renamed_after_ms: 5000,
             flush_timeout: 30,
             worker_threads: 1,
+            blocking_reads: BlockingReads::Auto,
+            read_timeout_ms: 10_000,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! [`sources::file`] glob discovery, [`sources::file::tailer`] reading and rotation,
 //! [`sources::file::shipper`] hand-over to the sink within the in-flight limit,
 //! [`sources::file::retry`] what becomes of a line whose delivery failed,
+//! [`sources::file::reads`] where reads run (inline, or bounded on reader threads),
 //! [`sources::file::events`] inotify wake-ups, [`sources::file::multiline`] event joining;
 //! [`identity`] which file is which (used by the tailer and the checkpoints); [`encode`] the
 //! Kafka message; [`sinks::kafka`] the producer; [`ack`] the settle-once acknowledgement of

@@ -11,7 +11,10 @@
 //! `message.max.bytes`), `files_stalled` (files whose shipping waits because Kafka refused
 //! or failed to deliver one of their lines: a topic missing or not authorised),
 //! `files_refused{reason}` (files not opened: `outside_allowed_paths`, `not_regular_file`,
-//! `open_failed`; each path counted once per reason, not once per scan).
+//! `open_failed`; each path counted once per reason, not once per scan), `reads_stalled`
+//! (reads of a file on a network file system that did not return within
+//! `read_timeout_ms`: that file is not read until the read returns), `reader_threads_stuck`
+//! (reader threads abandoned in such a read that has not returned yet).
 
 use std::sync::atomic::AtomicU64;
 
@@ -68,6 +71,10 @@ pub struct Metrics {
     pub files_stalled: Gauge,
     /// Files not opened, by reason; a path is counted once per reason.
     pub files_refused: Family<RefusalLabels, Counter>,
+    /// Reads that did not return within the bound (each stalls its file until it returns).
+    pub reads_stalled: Counter,
+    /// Reader threads abandoned in a read that has not returned yet.
+    pub reader_threads_stuck: Gauge,
 }
 
 impl Metrics {
@@ -152,6 +159,16 @@ impl Metrics {
             "files_stalled",
             "Files whose shipping waits because Kafka refused or failed one of their lines",
             self.files_stalled.clone(),
+        );
+        r.register(
+            "reads_stalled",
+            "File reads that did not return within read_timeout_ms (hung network file system); the file waits until the read returns",
+            self.reads_stalled.clone(),
+        );
+        r.register(
+            "reader_threads_stuck",
+            "Reader threads abandoned in a read that has not returned yet",
+            self.reader_threads_stuck.clone(),
         );
         // Every reason is exported from the start, at 0: an alert on it needs no absent().
         for reason in RefusalReason::ALL {

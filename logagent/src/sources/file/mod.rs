@@ -11,6 +11,7 @@ pub mod generations;
 pub mod lines;
 pub mod multiline;
 pub mod open;
+pub mod reads;
 pub mod retry;
 pub mod shipper;
 pub mod tailer;

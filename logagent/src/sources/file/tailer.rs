@@ -11,11 +11,13 @@
 //!   restarts at offset 0.
 //! * **Deletion**: the file is drained, kept for `close_renamed_after_ms`, then released.
 //!
-//! File reads are plain `pread`s on the runtime thread: they hit the page cache for a file
-//! that is being written, and 16 KiB at a time keeps each one short.
+//! File reads of local files are plain `pread`s on the runtime thread: they hit the page
+//! cache for a file that is being written, and 16 KiB at a time keeps each one short. Files
+//! on network file systems, whose reads can hang, are read on reader threads with a bound
+//! (see [`super::reads`]).
 
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +30,7 @@ use super::generations::{self, Pending};
 use super::lines::{HeldBack, Line, LineSplitter};
 use super::multiline::MultilineJoiner;
 use super::open::{OpenError, Refusals};
+use super::reads::{self, FileReads, Outcome, Reads};
 use super::shipper::{Cancelled, Destination, Shipper};
 use crate::ack::FileAcks;
 use crate::checkpoint::{CheckpointStore, Claim};
@@ -67,6 +70,8 @@ pub struct TailContext {
     pub events: FileEvents,
     /// Read and encode buffers, shared by all tailers.
     pub chunks: ChunkPool,
+    /// Where reads run: inline, or on reader threads with a bound.
+    pub reads: Reads,
     /// Knobs.
     pub settings: TailSettings,
 }
@@ -86,7 +91,10 @@ pub enum TailEnd {
 }
 
 struct Open {
-    file: File,
+    /// Shared with a reader thread while one reads it.
+    file: Arc<File>,
+    /// Inline or on reader threads; whether a read of it hangs.
+    reads: FileReads,
     identity: FileIdentity,
     /// The file's progress, and where its lines' acknowledgements settle.
     acks: Arc<FileAcks>,
@@ -191,7 +199,7 @@ impl Tailer {
                         current = Some(open);
                     }
                     Ok(false) => {
-                        if self.still_at_path(&open) {
+                        if self.still_at_path(&mut open, &cancel).await {
                             current = Some(open);
                         } else {
                             log::info!(
@@ -217,7 +225,10 @@ impl Tailer {
                         lingering[i].1 = Instant::now() + self.ctx.settings.close_renamed_after;
                         i += 1;
                     }
-                    Ok(false) if Instant::now() >= lingering[i].1 => {
+                    // A stalled file may hold more: kept until its hung read returns.
+                    Ok(false)
+                        if Instant::now() >= lingering[i].1 && !lingering[i].0.reads.stalled() =>
+                    {
                         let (mut open, _) = lingering.swap_remove(i);
                         if self.ship_rest(&mut open, &cancel).await.is_err() {
                             lingering.push((open, Instant::now()));
@@ -298,7 +309,8 @@ impl Tailer {
         );
         self.ctx.metrics.files_watched.inc();
         let current = Open {
-            file,
+            reads: ctx.reads.for_file(&file, &self.path),
+            file: Arc::new(file),
             identity,
             acks: self.ctx.shipper.acks_for(progress),
             splitter: self.splitter(offset),
@@ -333,7 +345,8 @@ impl Tailer {
         let file = sibling.file;
         self.ctx.metrics.files_watched.inc();
         Some(Open {
-            file,
+            reads: self.ctx.reads.for_file(&file, &sibling.path),
+            file: Arc::new(file),
             identity: progress.committed().0,
             acks: self.ctx.shipper.acks_for(progress),
             splitter: self.splitter(offset),
@@ -365,7 +378,19 @@ impl Tailer {
         open: &mut Open,
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
-        while self.read_some(open, cancel).await? {}
+        loop {
+            if self.read_some(open, cancel).await? {
+                continue;
+            }
+            if !open.reads.stalled() {
+                break;
+            }
+            // Its end is not known yet: wait for the hung read instead of cutting it short.
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(Cancelled),
+                _ = tokio::time::sleep(self.ctx.settings.poll_interval) => {}
+            }
+        }
         self.ship_rest(open, cancel).await
     }
 
@@ -374,11 +399,26 @@ impl Tailer {
         self.ctx.metrics.files_watched.dec();
     }
 
-    /// Whether `path` still names the open file.
-    fn still_at_path(&self, open: &Open) -> bool {
-        match std::fs::metadata(&self.path) {
-            Ok(m) => m.dev() == open.identity.dev && m.ino() == open.identity.ino,
-            Err(_) => false,
+    /// Whether `path` still names the open file. A path on a hung mount is not stat'ed on
+    /// the runtime thread; while that file is stalled it is taken to be still there.
+    async fn still_at_path(&self, open: &mut Open, cancel: &CancellationToken) -> bool {
+        let stat = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+        // Local files keep the plain inline stat (no closure moved, no path cloned).
+        let at_path = if open.reads.is_blocking() {
+            let path = self.path.clone();
+            let on_thread = move || stat(&path);
+            let run = self
+                .ctx
+                .reads
+                .run(&mut open.reads, &self.path, cancel, on_thread);
+            run.await
+        } else {
+            Outcome::Done(stat(&self.path))
+        };
+        match at_path {
+            Outcome::Done(Ok((dev, ino))) => dev == open.identity.dev && ino == open.identity.ino,
+            Outcome::Done(Err(_)) => false,
+            Outcome::Stalled | Outcome::Cancelled => true,
         }
     }
 
@@ -390,18 +430,40 @@ impl Tailer {
     ) -> Result<bool, Cancelled> {
         let mut chunk = self.lease(cancel).await?;
         let pos = open.splitter.position();
-        let n = match open.file.read_at(&mut chunk.read, pos) {
-            Ok(n) => n,
-            Err(e) => {
-                log::warn!("{}: read failed at offset {pos}: {e}", self.path.display());
-                return Ok(false);
-            }
-        };
         // A truncation between our last look and this read would make the buffer hold bytes
         // of the new content: the head check after the read catches that before anything is
-        // sent.
-        let head_ok = open.identity.head_matches(&open.file).unwrap_or(true);
-        let size = open.file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        // sent. A file whose read hangs (stalled) is idle until the read returns.
+        let Open {
+            file,
+            reads,
+            identity,
+            ..
+        } = open;
+        // A read on a reader thread may take up to its bound: the chunk's turn is lent
+        // meanwhile, so other files keep flowing.
+        let loan = reads.is_blocking().then(|| self.ctx.chunks.lend_turn());
+        let identity = *identity;
+        let step = self.ctx.reads.read_with(
+            reads,
+            file,
+            &mut chunk.read,
+            &self.path,
+            cancel,
+            move |f, b| reads::step(f, b, pos, &identity),
+        );
+        let step = step.await;
+        drop(loan);
+        let (n, head_ok, size) = match step {
+            Outcome::Done(s) => match s.read {
+                Ok(n) => (n, s.head_ok, s.size),
+                Err(e) => {
+                    log::warn!("{}: read failed at offset {pos}: {e}", self.path.display());
+                    return Ok(false);
+                }
+            },
+            Outcome::Stalled => return Ok(false),
+            Outcome::Cancelled => return Err(Cancelled),
+        };
         if !head_ok || size < pos {
             drop(chunk);
             self.truncated(open, cancel).await?;
@@ -413,7 +475,7 @@ impl Tailer {
             // fill; everything else grows the fingerprint from what was read, below.
             let covers = u64::from(open.identity.fingerprint_len);
             if covers < pos.min(FINGERPRINT_BYTES as u64)
-                && let Ok((id, _)) = FileIdentity::of(&open.file)
+                && let Outcome::Done(Ok((id, _))) = self.identity_of(open, cancel).await
             {
                 open.identity = id;
             }
@@ -425,6 +487,20 @@ impl Tailer {
         }
         self.ship_read(open, &mut chunk, n, cancel).await?;
         Ok(true)
+    }
+
+    /// [`FileIdentity::of`] the open file, on a reader thread for a remote one.
+    async fn identity_of(
+        &self,
+        open: &mut Open,
+        cancel: &CancellationToken,
+    ) -> Outcome<std::io::Result<(FileIdentity, u64)>> {
+        let file = Arc::clone(&open.file);
+        let of = move || FileIdentity::of(&file);
+        self.ctx
+            .reads
+            .run(&mut open.reads, &self.path, cancel, of)
+            .await
     }
 
     async fn lease(&self, cancel: &CancellationToken) -> Result<ChunkLease, Cancelled> {
@@ -447,12 +523,31 @@ impl Tailer {
             self.path.display()
         );
         if let Some(copy) = find_copy(&self.ctx, &self.path, &open.identity, pos) {
+            let copy = Arc::new(copy);
             let mut at = pos;
             loop {
                 let mut chunk = self.lease(cancel).await?;
-                let n = match copy.read_at(&mut chunk.read, at) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
+                let loan = open
+                    .reads
+                    .is_blocking()
+                    .then(|| self.ctx.chunks.lend_turn());
+                let read = self.ctx.reads.read_with(
+                    &mut open.reads,
+                    &copy,
+                    &mut chunk.read,
+                    &self.path,
+                    cancel,
+                    move |f, b| reads::pread(f, b, at),
+                );
+                let read = read.await;
+                drop(loan);
+                let n = match read {
+                    Outcome::Done(Ok(0) | Err(_)) => break,
+                    Outcome::Done(Ok(n)) => n,
+                    // Not reset yet: the truncation is seen again once reads answer, and
+                    // the copy is read on from where this stopped.
+                    Outcome::Stalled => return Ok(()),
+                    Outcome::Cancelled => return Err(Cancelled),
                 };
                 at += n as u64;
                 self.ship_read(open, &mut chunk, n, cancel).await?;
@@ -466,7 +561,7 @@ impl Tailer {
                 _ = tokio::time::sleep(Duration::from_millis(5)) => {}
             }
         }
-        if let Ok((id, _)) = FileIdentity::of(&open.file) {
+        if let Outcome::Done(Ok((id, _))) = self.identity_of(open, cancel).await {
             open.identity = id;
             open.acks.progress().reset(id);
         }
