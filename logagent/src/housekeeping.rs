@@ -5,6 +5,7 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::catch_up::{CatchUp, DeliveryStall};
@@ -27,6 +28,8 @@ pub struct Housekeeping {
     write_spell: WriteSpell,
     stall: DeliveryStall,
     pruned: Option<Instant>,
+    /// A prune is running (its thread may hang in a listing of a hung network mount).
+    pruning: Arc<AtomicBool>,
 }
 
 impl Housekeeping {
@@ -46,6 +49,7 @@ impl Housekeeping {
             write_spell: WriteSpell::default(),
             stall: DeliveryStall::default(),
             pruned: None,
+            pruning: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -61,7 +65,7 @@ impl Housekeeping {
         }
         if self.pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
             self.pruned = Some(Instant::now());
-            self.store.prune_gone();
+            self.prune();
         }
         // Writes only when a checkpoint changed; this round is the longest it waits.
         let written = self.store.flush();
@@ -87,5 +91,26 @@ impl Housekeeping {
             .lines_in_flight
             .set(self.limit.held_lines() as i64);
         ControlFlow::Continue(())
+    }
+
+    /// Forgets checkpoints of gone files on a thread of its own: it lists the directories
+    /// of the checkpointed paths, and one on a hung network mount would otherwise stop the
+    /// runtime thread this runs on (shipping, `/metrics`, shutdown). One at a time, so a
+    /// hung listing holds one thread, not one a minute; left behind at exit.
+    fn prune(&self) {
+        if self.pruning.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (store, pruning) = (Arc::clone(&self.store), Arc::clone(&self.pruning));
+        let started = std::thread::Builder::new()
+            .name("logagent-prune".into())
+            .spawn(move || {
+                store.prune_gone();
+                pruning.store(false, Ordering::Release);
+            });
+        if let Err(e) = started {
+            self.pruning.store(false, Ordering::Release);
+            log::warn!("cannot start the checkpoint pruning thread: {e}; retried later");
+        }
     }
 }
