@@ -78,7 +78,8 @@ const REMOTE_FS: &[(u32, &str)] = &[
     (0x2003_0528, "orangefs"),
 ];
 
-/// The name of the file system `file` is on when it is one of [`REMOTE_FS`].
+/// The name of the file system `file` is on when it is a network or user-space one (the
+/// `f_type` list above).
 #[cfg(target_os = "linux")]
 pub fn remote_fs_name(file: &File) -> Option<&'static str> {
     use std::os::fd::AsRawFd;
