@@ -84,6 +84,7 @@ fn raw_producer(
                             line(f, i, len).as_bytes(),
                             false,
                             (i * (len + 1)) as u64,
+                            0x5eed,
                         )
                     })
                     .collect()

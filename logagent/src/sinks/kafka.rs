@@ -21,7 +21,7 @@ use std::time::Duration;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use super::{DeliveryReports, OwnedMessage, SendError, Sink, SinkError, Undelivered};
@@ -148,10 +148,19 @@ impl Sink for KafkaSink {
     ) -> Result<(), SendError> {
         // The read time as the Kafka timestamp; it also spares librdkafka a clock read per
         // message.
-        let record = BaseRecord::with_opaque_to(topic, Box::new(ack))
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new(ack))
             .key(key)
             .payload(payload)
             .timestamp(timestamp_ms);
+        // The event id also as a header, so a consumer can dedupe without parsing the
+        // value (docs/dev/CONTRACTS.md, "Event id"). Found at the message's end, so a
+        // re-sent message (delivery retry) carries it too.
+        if let Some(id) = crate::encode::event_id(payload) {
+            record = record.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
+                key: "event.id",
+                value: Some(id),
+            }));
+        }
         match self.producer.send(record) {
             Ok(()) => Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {

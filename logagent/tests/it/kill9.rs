@@ -107,5 +107,23 @@ fn kill_9_mid_stream_then_restart_loses_no_line() {
             "duplicates are not one contiguous window starting at the checkpoint"
         );
     }
+    // A re-sent line carries the event id it had (value and header alike), and no two
+    // lines share one: the id is where the line is, not when it was sent.
+    let mut ids: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for s in &shipped {
+        let id = s.value["event"]["id"]
+            .as_str()
+            .expect("every message has an event.id");
+        assert_eq!(
+            s.event_id_header.as_deref(),
+            Some(id),
+            "header and value differ"
+        );
+        assert!(id.starts_with(&format!("{HOST}:")) && id.ends_with(&format!(":{}", s.offset)));
+        let first = *ids.entry(s.message.as_str()).or_insert(id);
+        assert_eq!(first, id, "{}: re-sent under another id", s.message);
+    }
+    let distinct: std::collections::HashSet<&str> = ids.values().copied().collect();
+    assert_eq!(distinct.len(), TOTAL, "two lines share an event id");
     eprintln!("kill -9: {TOTAL} lines, {dups} duplicates (resumed at line {resume_line})");
 }

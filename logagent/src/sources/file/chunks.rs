@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::lines::Line;
 use crate::encode::{FileEncoder, read_time};
+use crate::identity::EventKey;
 
 /// Bytes read from a file at once.
 pub const READ_CHUNK: usize = 16 * 1024;
@@ -69,8 +70,9 @@ impl Batch {
         timestamp
     }
 
-    /// Encodes `line` and appends it, cut to fit the producer's `message.max.bytes`.
-    pub fn push(&mut self, encoder: &FileEncoder, ts: &str, line: Line<'_>) {
+    /// Encodes `line` and appends it, cut to fit the producer's `message.max.bytes`; its
+    /// event id takes its content part from `key`.
+    pub fn push(&mut self, encoder: &FileEncoder, key: &EventKey, ts: &str, line: Line<'_>) {
         let start = self.bytes.len();
         // The key counts against the limit too.
         let max = self.max_message.saturating_sub(encoder.key().len());
@@ -80,6 +82,7 @@ impl Batch {
             line.bytes,
             line.truncated,
             line.offset,
+            key.for_line(line.end),
             max,
         ) {
             self.cut += 1;

@@ -36,7 +36,7 @@ use crate::ack::FileAcks;
 use crate::checkpoint::{CheckpointStore, Claim};
 use crate::collect_config::{AllowedPaths, CollectEntry, Multiline};
 use crate::encode::FileEncoder;
-use crate::identity::{FINGERPRINT_BYTES, FileIdentity};
+use crate::identity::{EventKey, FINGERPRINT_BYTES, FileIdentity};
 use crate::metrics::Metrics;
 
 /// Tailing knobs, from `[agent]`.
@@ -96,6 +96,8 @@ struct Open {
     /// Inline or on reader threads; whether a read of it hangs.
     reads: FileReads,
     identity: FileIdentity,
+    /// The content part of its lines' event ids.
+    event_key: EventKey,
     /// The file's progress, and where its lines' acknowledgements settle.
     acks: Arc<FileAcks>,
     splitter: LineSplitter,
@@ -105,11 +107,22 @@ struct Open {
 
 impl Open {
     /// Passes each complete line of `chunk` (read at the splitter's position) on, through
-    /// the multi-line joiner if there is one.
-    fn lines(&mut self, chunk: &[u8], mut emit: impl FnMut(Line<'_>)) {
+    /// the multi-line joiner if there is one, with the key of the lines' event ids.
+    fn lines(&mut self, chunk: &[u8], mut emit: impl FnMut(&EventKey, Line<'_>)) {
         let Open {
-            splitter, joiner, ..
+            file,
+            splitter,
+            joiner,
+            event_key,
+            ..
         } = self;
+        if event_key.has_gap(splitter.position()) {
+            // The read at open failed: try again, so ids stay stable.
+            let _ = event_key.fill(file, splitter.position());
+        }
+        event_key.extend(splitter.position(), chunk);
+        let key = &*event_key;
+        let mut emit = |l: Line<'_>| emit(key, l);
         match joiner {
             Some(j) => splitter.push(chunk, |l| j.push(l, &mut emit)),
             None => splitter.push(chunk, emit),
@@ -118,10 +131,15 @@ impl Open {
 
     /// Passes on what is held back because the file will not grow any more: the
     /// unterminated last line and the event being joined.
-    fn finish(&mut self, mut emit: impl FnMut(Line<'_>)) {
+    fn finish(&mut self, mut emit: impl FnMut(&EventKey, Line<'_>)) {
         let Open {
-            splitter, joiner, ..
+            splitter,
+            joiner,
+            event_key,
+            ..
         } = self;
+        let key = &*event_key;
+        let mut emit = |l: Line<'_>| emit(key, l);
         match joiner {
             Some(j) => {
                 splitter.finish(|l| j.push(l, &mut emit));
@@ -308,10 +326,12 @@ impl Tailer {
             self.topic
         );
         self.ctx.metrics.files_watched.inc();
+        let event_key = resumed_key(&self.path, &file, &identity, offset);
         let current = Open {
             reads: ctx.reads.for_file(&file, &self.path),
             file: Arc::new(file),
             identity,
+            event_key,
             acks: self.ctx.shipper.acks_for(progress),
             splitter: self.splitter(offset),
             joiner: self.joiner(),
@@ -346,6 +366,7 @@ impl Tailer {
         self.ctx.metrics.files_watched.inc();
         Some(Open {
             reads: self.ctx.reads.for_file(&file, &sibling.path),
+            event_key: resumed_key(&sibling.path, &file, &progress.committed().0, offset),
             file: Arc::new(file),
             identity: progress.committed().0,
             acks: self.ctx.shipper.acks_for(progress),
@@ -566,6 +587,7 @@ impl Tailer {
             open.acks.progress().reset(id);
         }
         open.splitter.reset(0);
+        open.event_key = EventKey::new();
         Ok(())
     }
 
@@ -580,8 +602,8 @@ impl Tailer {
         self.ctx.metrics.bytes_read.inc_by(n as u64);
         let chunk = &mut **chunk;
         let ts = chunk.batch.start();
-        open.lines(&chunk.read[..n], |l| {
-            chunk.batch.push(&self.encoder, &ts, l)
+        open.lines(&chunk.read[..n], |key, l| {
+            chunk.batch.push(&self.encoder, key, &ts, l)
         });
         self.ctx
             .shipper
@@ -604,7 +626,8 @@ impl Tailer {
         }
         let chunk = &mut **chunk;
         let ts = chunk.batch.start();
-        joiner.flush(|l| chunk.batch.push(&self.encoder, &ts, l));
+        let key = &open.event_key;
+        joiner.flush(|l| chunk.batch.push(&self.encoder, key, &ts, l));
         self.ctx
             .shipper
             .ship(&open.acks, self.to(), &chunk.batch, cancel)
@@ -620,7 +643,7 @@ impl Tailer {
     ) -> Result<(), Cancelled> {
         let mut chunk = self.lease(cancel).await?;
         let ts = chunk.batch.start();
-        open.finish(|l| chunk.batch.push(&self.encoder, &ts, l));
+        open.finish(|key, l| chunk.batch.push(&self.encoder, key, &ts, l));
         self.ctx
             .shipper
             .ship(&open.acks, self.to(), &chunk.batch, cancel)
@@ -634,6 +657,27 @@ impl Tailer {
             path: &self.path,
         }
     }
+}
+
+/// The event-id key of content resumed at `offset` (see [`EventKey`]): its head is read from
+/// the file. Should that read fail (and the retry before the next read too), lines are still
+/// shipped, with ids of this file's own ([`EventKey::unread`]).
+fn resumed_key(path: &Path, file: &File, identity: &FileIdentity, offset: u64) -> EventKey {
+    // A head that is not the checkpointed content's (rewritten since) must not name the
+    // old content's lines: they would take the ids of the new content's lines.
+    EventKey::resumed(file, offset)
+        .and_then(|key| {
+            key.agrees_with(identity)
+                .then_some(key)
+                .ok_or_else(|| std::io::Error::other("the head changed"))
+        })
+        .unwrap_or_else(|e| {
+            log::warn!(
+                "{}: cannot read the head for event ids: {e}",
+                path.display()
+            );
+            EventKey::unread(identity)
+        })
 }
 
 /// The copy a copytruncate left next to `path`: head matching the fingerprint of the content

@@ -11,7 +11,7 @@ use logagent::agent::AgentThread;
 use logagent::config::LocalConfig;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 pub const HOST: &str = "testhost";
@@ -134,6 +134,8 @@ pub struct Shipped {
     pub offset: u64,
     pub message: String,
     pub value: serde_json::Value,
+    /// The Kafka header `event.id`, if any.
+    pub event_id_header: Option<String>,
 }
 
 /// Reads `topic` from the beginning until `expected` messages arrived, then until nothing
@@ -187,6 +189,12 @@ pub fn consume(brokers: &str, topic: &str, expected: usize, timeout: Duration) -
                 offset: value["log"]["offset"].as_u64().unwrap(),
                 message: value["message"].as_str().unwrap().to_string(),
                 value,
+                event_id_header: m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == "event.id")
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                }),
             };
             parts[m.partition() as usize].push((m.offset(), s));
             n += 1;
