@@ -12,6 +12,7 @@ mod dedup;
 mod end_to_end;
 mod es_faults;
 mod etcd_topics;
+mod exactly_once;
 mod group;
 mod hostile;
 mod kafka_outage;

@@ -177,7 +177,7 @@ impl Process {
         let path = dir.join(format!("{name}.ini"));
         let ini = format!(
             "[kafka]\naddress = {}\ngroup_id = {}\ntopics = {}\nsession_timeout_ms = {}\ncommit_interval_ms = {}\n\
-             [es]\naddress = {}\nrequest_timeout_ms = {}\n\
+             [es]\naddress = {}\nrequest_timeout_ms = {}\nop_type = {}\n\
              [batch]\nmax_docs = {}\nmax_wait_ms = {}\nconcurrency = {}\nretry_initial_ms = {}\nretry_max_ms = {}\n\
              [transfer]\ndead_letter_topic = {}\nmetrics_address = {}\n[log]\nlevel = info\n",
             config.kafka.address,
@@ -187,6 +187,7 @@ impl Process {
             config.kafka.commit_interval_ms,
             config.es.address,
             config.es.request_timeout_ms,
+            config.es.op_type.as_str(),
             config.batch.max_docs,
             config.batch.max_wait_ms,
             config.batch.concurrency,
