@@ -2,7 +2,7 @@
 //!
 //! `cargo run -p logger --example console`
 
-fn main() -> Result<(), logger::ConfigError> {
+fn main() -> Result<(), logger::InitError> {
     let guard = logger::Builder::new()
         .level("debug,console::noisy=warn")
         .output("console", logger::OutputConfig::console())

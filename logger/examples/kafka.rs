@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use logger::OutputConfig;
 
-fn main() -> Result<(), logger::ConfigError> {
+fn main() -> Result<(), logger::InitError> {
     let mut args = std::env::args().skip(1);
     let brokers = args.next().unwrap_or_else(|| "127.0.0.1:9092".into());
     let topic = args.next().unwrap_or_else(|| "logs".into());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use logger::OutputConfig;
 
-fn main() -> Result<(), logger::ConfigError> {
+fn main() -> Result<(), logger::InitError> {
     let dir = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "/tmp/rotating-demo".into());

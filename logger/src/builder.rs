@@ -15,6 +15,7 @@ use crate::filter::LevelSpec;
 use crate::format::{Format, FormatCtx, JsonFormat, PatternFormat, TimeZoneKind};
 use crate::global::Core;
 use crate::handle::LoggerGuard;
+use crate::init_error::InitError;
 use crate::level::LevelFilter;
 use crate::outputs::console::{ConsoleOutput, Stream};
 use crate::outputs::file::FileOutput;
@@ -168,7 +169,7 @@ impl Builder {
 
     /// Checks the config, opens every output and installs the logger globally (macros,
     /// `log` facade, panic hook). Keep the guard alive: dropping it flushes and uninstalls.
-    pub fn init(self) -> Result<LoggerGuard, ConfigError> {
+    pub fn init(self) -> Result<LoggerGuard, InitError> {
         let cfg = &self.config;
         let spec = LevelSpec::parse(&cfg.level).map_err(|e| ConfigError::invalid("level", e))?;
         let flush_interval = parse_duration("flush_interval", &cfg.flush_interval)?;
@@ -176,7 +177,8 @@ impl Builder {
             return Err(ConfigError::invalid(
                 "queue_capacity",
                 "must be at least 1 (use mode = \"sync\" for no queue)",
-            ));
+            )
+            .into());
         }
         crate::clock::init();
         let mut slots = Vec::new();
@@ -207,7 +209,7 @@ impl Builder {
             });
         }
         if crate::global::current().is_some() {
-            return Err(ConfigError::AlreadyInstalled);
+            return Err(InitError::AlreadyInstalled);
         }
         if cfg.log_facade {
             crate::facade::install()?;
@@ -227,11 +229,11 @@ impl Builder {
                     flush_interval,
                 },
             )
-            .map_err(ConfigError::Thread)?,
+            .map_err(InitError::Thread)?,
         };
         let mut core = Core::new(spec, levels, writer, counters, cfg.exit_on_fatal);
         core.capture_panics = cfg.capture_panics;
-        let core = crate::global::install(core).map_err(|_| ConfigError::AlreadyInstalled)?;
+        let core = crate::global::install(core).map_err(|_| InitError::AlreadyInstalled)?;
         if cfg.capture_panics {
             crate::panic::install_panic_hook();
         }
@@ -245,7 +247,7 @@ fn build_slot(
     default_tz: TimeZoneKind,
     clock: Option<Arc<dyn Clock>>,
     kafka_error: Option<KafkaErrorCallback>,
-) -> Result<Slot, ConfigError> {
+) -> Result<Slot, InitError> {
     let key = |k: &str| format!("outputs.{name}.{k}");
     let level: LevelFilter = oc
         .level
@@ -257,7 +259,8 @@ fn build_slot(
                 return Err(ConfigError::invalid(
                     key("pattern"),
                     "only applies to format = \"pattern\", but format is \"json\"",
-                ));
+                )
+                .into());
             }
             Box::new(JsonFormat)
         }
@@ -333,12 +336,10 @@ fn build_slot(
             let buf = parse_size(&key("buffer_size"), &oc.buffer_size)? as usize;
             let policy = rotation_policy(name, oc, tz)?;
             Box::new(
-                FileOutput::open(&path, policy, clock, buf).map_err(|source| {
-                    ConfigError::Open {
-                        output: name.to_string(),
-                        path: path.clone(),
-                        source,
-                    }
+                FileOutput::open(&path, policy, clock, buf).map_err(|source| InitError::Open {
+                    output: name.to_string(),
+                    path: path.clone(),
+                    source,
                 })?,
             )
         }
@@ -419,7 +420,7 @@ fn build_kafka(
     name: &str,
     oc: &OutputConfig,
     on_error: Option<KafkaErrorCallback>,
-) -> Result<Box<dyn Output>, ConfigError> {
+) -> Result<Box<dyn Output>, InitError> {
     let key = |k: &str| format!("outputs.{name}.{k}");
     let brokers = oc.brokers.clone().ok_or_else(|| {
         ConfigError::invalid(key("brokers"), "missing: a kafka output needs `brokers`")
@@ -428,10 +429,7 @@ fn build_kafka(
         ConfigError::invalid(key("topic"), "missing: a kafka output needs `topic`")
     })?;
     if oc.buffer_messages == 0 {
-        return Err(ConfigError::invalid(
-            key("buffer_messages"),
-            "must be at least 1",
-        ));
+        return Err(ConfigError::invalid(key("buffer_messages"), "must be at least 1").into());
     }
     let timeout = message_timeout(&key("message_timeout"), &oc.message_timeout)?;
     let spill = match oc.on_full {
@@ -454,11 +452,11 @@ fn build_kafka(
     };
     use crate::outputs::kafka::{KafkaOutput, KafkaOutputError};
     let out = KafkaOutput::new(settings, on_error).map_err(|e| match e {
-        KafkaOutputError::Producer(e) => ConfigError::Kafka {
+        KafkaOutputError::Producer(e) => InitError::Kafka {
             output: name.to_string(),
             reason: e.to_string(),
         },
-        KafkaOutputError::Spill { path, source } => ConfigError::Open {
+        KafkaOutputError::Spill { path, source } => InitError::Open {
             output: name.to_string(),
             path,
             source,
@@ -472,11 +470,12 @@ fn build_kafka(
     name: &str,
     _oc: &OutputConfig,
     _on_error: Option<KafkaErrorCallback>,
-) -> Result<Box<dyn Output>, ConfigError> {
+) -> Result<Box<dyn Output>, InitError> {
     Err(ConfigError::invalid(
         format!("outputs.{name}.kind"),
         "kind = \"kafka\" needs the logger crate's `kafka` feature; enable it in Cargo.toml",
-    ))
+    )
+    .into())
 }
 
 impl OutputConfig {
@@ -608,17 +607,17 @@ impl OutputConfig {
 }
 
 /// Reads a TOML or INI config file and installs the logger it describes.
-pub fn init_from_file(path: impl AsRef<Path>) -> Result<LoggerGuard, ConfigError> {
+pub fn init_from_file(path: impl AsRef<Path>) -> Result<LoggerGuard, InitError> {
     let path = path.as_ref();
-    let wrap = |e: ConfigError| match e {
-        e @ (ConfigError::Read { .. } | ConfigError::Extension(_) | ConfigError::Syntax { .. }) => {
-            e
-        }
-        other => ConfigError::InFile {
+    let wrap = |e: InitError| match e {
+        e @ InitError::Config(
+            ConfigError::Read { .. } | ConfigError::Extension(_) | ConfigError::Syntax { .. },
+        ) => e,
+        other => InitError::InFile {
             path: path.to_path_buf(),
             source: Box::new(other),
         },
     };
-    let cfg = LoggerConfig::from_file(path).map_err(wrap)?;
+    let cfg = LoggerConfig::from_file(path).map_err(|e| wrap(e.into()))?;
     Builder::from_config(cfg).init().map_err(wrap)
 }

@@ -14,7 +14,9 @@ use crate::outputs::console::{ColorMode, Stream};
 use crate::rotation::Suffix;
 use crate::writer::Overflow;
 
-/// Everything that can go wrong while configuring the logger.
+/// What is wrong in a logger config: it cannot be read or parsed, or a key is unknown or
+/// has a value that is not allowed. Installing the logger can fail for more reasons:
+/// [`InitError`](crate::InitError).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
@@ -44,46 +46,6 @@ pub enum ConfigError {
         /// What is wrong and what is expected.
         reason: String,
     },
-    /// An error inside a config file.
-    #[error("in {path}: {source}")]
-    InFile {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: Box<ConfigError>,
-    },
-    /// A file output's file cannot be opened for writing.
-    #[error(
-        "output `{output}`: cannot open log file {path} for appending: {source}; check that the directory exists or can be created and is writable"
-    )]
-    Open {
-        /// Output name.
-        output: String,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A Kafka output could not be created.
-    #[error("output `{output}`: cannot create Kafka producer: {reason}")]
-    Kafka {
-        /// Output name.
-        output: String,
-        /// Why.
-        reason: String,
-    },
-    /// `init` was called while a logger is installed.
-    #[error("a logger is already installed; drop its LoggerGuard before calling init again")]
-    AlreadyInstalled,
-    /// Another crate already installed a `log` backend.
-    #[error(
-        "another `log` backend is already installed; set `log_facade = false` or remove the other logger"
-    )]
-    LogFacadeTaken,
-    /// The writer or housekeeping thread could not be started.
-    #[error("cannot start the logger's writer thread: {0}")]
-    Thread(std::io::Error),
 }
 
 impl ConfigError {

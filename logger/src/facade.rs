@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::config::ConfigError;
+use crate::init_error::InitError;
 use crate::level::Level;
 use crate::record::{Origin, OtherOrigin, Record, Str, Value};
 
@@ -14,7 +14,7 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// Installs the backend once per process; later `init`s reuse it (it forwards to
 /// whichever logger is installed at the time).
-pub(crate) fn install() -> Result<(), ConfigError> {
+pub(crate) fn install() -> Result<(), InitError> {
     if INSTALLED.load(Ordering::Acquire) {
         return Ok(());
     }
@@ -23,7 +23,7 @@ pub(crate) fn install() -> Result<(), ConfigError> {
             INSTALLED.store(true, Ordering::Release);
             Ok(())
         }
-        Err(_) => Err(ConfigError::LogFacadeTaken),
+        Err(_) => Err(InitError::LogFacadeTaken),
     }
 }
 

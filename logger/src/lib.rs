@@ -29,6 +29,7 @@ pub mod filter;
 pub mod format;
 mod global;
 mod handle;
+mod init_error;
 pub mod level;
 pub mod outputs;
 mod panic;
@@ -45,6 +46,7 @@ pub use crate::config::{ConfigError, ConfigFormat, LoggerConfig, Mode, OutputCon
 pub use crate::filter::LevelSpec;
 pub use crate::format::{Format, FormatCtx, TimeZoneKind};
 pub use crate::handle::{Handle, LoggerGuard, handle};
+pub use crate::init_error::InitError;
 pub use crate::level::{Level, LevelFilter};
 pub use crate::outputs::{KafkaErrorCallback, Output};
 pub use crate::record::{Message, Origin, OtherOrigin, Record, ToValue, Value, display};

@@ -76,7 +76,7 @@ pub struct LogError {
     pub file: String,
     /// The logger's reason.
     #[source]
-    pub source: logger::ConfigError,
+    pub source: logger::InitError,
 }
 
 impl LogConfig {

@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use crate::common::{read_text, serial};
-use logger::{Builder, ConfigError, ConfigFormat, LoggerConfig};
+use logger::{Builder, ConfigFormat, InitError, LoggerConfig};
 
-fn from_toml(text: &str) -> Result<logger::LoggerGuard, ConfigError> {
+fn from_toml(text: &str) -> Result<logger::LoggerGuard, InitError> {
     let cfg = LoggerConfig::from_str(text, ConfigFormat::Toml)?;
     Builder::from_config(cfg).init()
 }
@@ -156,7 +156,7 @@ fn an_unwritable_file_is_an_error_at_init() {
         .init()
         .unwrap_err();
     let msg = e.to_string();
-    assert!(matches!(e, ConfigError::Open { .. }), "{msg}");
+    assert!(matches!(e, InitError::Open { .. }), "{msg}");
     assert!(
         msg.contains("output `app`") && msg.contains(&path.display().to_string()),
         "{msg}"

@@ -313,7 +313,7 @@ fn a_second_init_while_installed_is_refused_and_works_after_drop() {
         .init()
         .unwrap();
     let e = Builder::new().init().unwrap_err();
-    assert!(matches!(e, logger::ConfigError::AlreadyInstalled), "{e}");
+    assert!(matches!(e, logger::InitError::AlreadyInstalled), "{e}");
     drop(g);
     assert!(logger::handle().is_none());
     let g = Builder::new()
