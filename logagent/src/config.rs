@@ -227,14 +227,22 @@ impl LocalConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use service_kit::config::{Format, load_str};
+    use service_kit::config::{ConfigFormat, load_str};
 
     #[test]
     fn the_example_configs_load_and_equal_the_defaults() {
-        let ini: LocalConfig =
-            load_str(include_str!("../examples/conf.ini"), Format::Ini, None).unwrap();
-        let toml: LocalConfig =
-            load_str(include_str!("../examples/conf.toml"), Format::Toml, None).unwrap();
+        let ini: LocalConfig = load_str(
+            include_str!("../examples/conf.ini"),
+            ConfigFormat::Ini,
+            None,
+        )
+        .unwrap();
+        let toml: LocalConfig = load_str(
+            include_str!("../examples/conf.toml"),
+            ConfigFormat::Toml,
+            None,
+        )
+        .unwrap();
         assert_eq!(ini, LocalConfig::default());
         assert_eq!(toml, LocalConfig::default());
         assert_eq!(ini.etcd.endpoints(), vec!["127.0.0.1:2379".to_string()]);
@@ -242,9 +250,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_and_missing_ones_default() {
-        let err = load_str::<LocalConfig>("[kafka]\nadress = x\n", Format::Ini, None).unwrap_err();
+        let err =
+            load_str::<LocalConfig>("[kafka]\nadress = x\n", ConfigFormat::Ini, None).unwrap_err();
         assert!(err.to_string().contains("adress"), "{err}");
-        let c: LocalConfig = load_str("[kafka]\nchan_size = 5\n", Format::Ini, None).unwrap();
+        let c: LocalConfig = load_str("[kafka]\nchan_size = 5\n", ConfigFormat::Ini, None).unwrap();
         assert_eq!(
             (c.kafka.chan_size, c.kafka.address.as_str()),
             (5, "127.0.0.1:9092")

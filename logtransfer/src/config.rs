@@ -121,12 +121,16 @@ impl Default for EtcdConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use service_kit::config::{Format, load_str};
+    use service_kit::config::{ConfigFormat, load_str};
 
     #[test]
     fn example_configs_load() {
-        let ini: Config =
-            load_str(include_str!("../examples/transfer.ini"), Format::Ini, None).unwrap();
+        let ini: Config = load_str(
+            include_str!("../examples/transfer.ini"),
+            ConfigFormat::Ini,
+            None,
+        )
+        .unwrap();
         assert_eq!(ini.es.index, "logs-{topic}-%Y.%m.%d");
         assert_eq!(ini.batch.max_docs, 1000);
         assert_eq!(ini.batch.max_bytes, 5_242_880);
@@ -134,7 +138,7 @@ mod tests {
         assert!(ini.etcd.is_none());
         let toml: Config = load_str(
             include_str!("../examples/transfer.toml"),
-            Format::Toml,
+            ConfigFormat::Toml,
             None,
         )
         .unwrap();
@@ -145,6 +149,6 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        assert!(load_str::<Config>("[es]\nadress = x\n", Format::Ini, None).is_err());
+        assert!(load_str::<Config>("[es]\nadress = x\n", ConfigFormat::Ini, None).is_err());
     }
 }

@@ -23,10 +23,6 @@ use serde::de::DeserializeOwned;
 
 pub use conf_file::ConfigFormat;
 
-/// The former name of [`ConfigFormat`] (the logger's name for the same thing), kept while
-/// callers move over.
-pub type Format = ConfigFormat;
-
 /// Why a config could not be loaded. Every variant names the input that was wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -237,7 +233,7 @@ mod tests {
 
     #[test]
     fn ini_values_are_converted_to_field_types_and_comments_dropped() {
-        let conf: Conf = load_str(INI, Format::Ini, None).unwrap();
+        let conf: Conf = load_str(INI, ConfigFormat::Ini, None).unwrap();
         assert_eq!(conf.kafka.address, "10.0.0.1:9092, 10.0.0.2:9092");
         assert_eq!(conf.kafka.chan_size, 42);
     }
@@ -245,7 +241,7 @@ mod tests {
     #[test]
     fn comments_go_and_quoted_values_keep_their_semicolons() {
         let text = "; whole line\n# another\n[kafka]\naddress = \"a ; b\" ; comment\nchan_size = 5 # five\n";
-        let conf: Conf = load_str(text, Format::Ini, None).unwrap();
+        let conf: Conf = load_str(text, ConfigFormat::Ini, None).unwrap();
         assert_eq!(conf.kafka.address, "a ; b");
         assert_eq!(conf.kafka.chan_size, 5);
     }
@@ -254,30 +250,32 @@ mod tests {
     fn toml_and_ini_give_the_same_struct() {
         let from_toml: Conf = load_str(
             "[kafka]\naddress = \"10.0.0.1:9092, 10.0.0.2:9092\"\nchan_size = 42\n",
-            Format::Toml,
+            ConfigFormat::Toml,
             None,
         )
         .unwrap();
-        let from_ini: Conf = load_str(INI, Format::Ini, None).unwrap();
+        let from_ini: Conf = load_str(INI, ConfigFormat::Ini, None).unwrap();
         assert_eq!(from_toml, from_ini);
     }
 
     #[test]
     fn missing_keys_take_defaults() {
-        let conf: Conf = load_str("", Format::Ini, None).unwrap();
+        let conf: Conf = load_str("", ConfigFormat::Ini, None).unwrap();
         assert_eq!(conf, Conf::default());
     }
 
     #[test]
     fn a_value_of_the_wrong_type_names_the_key() {
-        let err = load_str::<Conf>("[kafka]\nchan_size = lots\n", Format::Ini, None).unwrap_err();
+        let err =
+            load_str::<Conf>("[kafka]\nchan_size = lots\n", ConfigFormat::Ini, None).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("chan_size"), "{text}");
     }
 
     #[test]
     fn an_unknown_key_is_rejected_by_name() {
-        let err = load_str::<Conf>("[kafka]\nchan_sise = 1\n", Format::Ini, None).unwrap_err();
+        let err =
+            load_str::<Conf>("[kafka]\nchan_sise = 1\n", ConfigFormat::Ini, None).unwrap_err();
         assert!(err.to_string().contains("chan_sise"), "{err}");
     }
 
@@ -286,7 +284,7 @@ mod tests {
         // A prefix no other test uses: the process environment is shared between tests.
         // SAFETY: no other thread reads or writes this variable.
         unsafe { std::env::set_var("SVCKITTEST_KAFKA_CHAN_SIZE", "9") };
-        let conf: Conf = load_str(INI, Format::Ini, Some("SVCKITTEST")).unwrap();
+        let conf: Conf = load_str(INI, ConfigFormat::Ini, Some("SVCKITTEST")).unwrap();
         unsafe { std::env::remove_var("SVCKITTEST_KAFKA_CHAN_SIZE") };
         assert_eq!(conf.kafka.chan_size, 9);
         assert_eq!(conf.kafka.address, "10.0.0.1:9092, 10.0.0.2:9092");
@@ -304,7 +302,7 @@ mod tests {
             std::env::set_var("SVCKITIGN_SERVICE_HOST", "10.0.0.1");
             std::env::set_var("SVCKITIGN_KAFKA_CHAN_SIZE", "8");
         }
-        let loaded = build::<Conf>(INI, Format::Ini, Some("SVCKITIGN"), "inline text");
+        let loaded = build::<Conf>(INI, ConfigFormat::Ini, Some("SVCKITIGN"), "inline text");
         let from_env_only = load_env_only::<Conf>("SVCKITIGN");
         unsafe {
             std::env::remove_var("SVCKITIGN_LOG_LEVEL");
@@ -327,7 +325,7 @@ mod tests {
     fn an_env_value_of_the_wrong_type_names_the_key() {
         // SAFETY: as above, a prefix of its own.
         unsafe { std::env::set_var("SVCKITBAD_KAFKA_CHAN_SIZE", "lots") };
-        let err = load_str::<Conf>(INI, Format::Ini, Some("SVCKITBAD")).unwrap_err();
+        let err = load_str::<Conf>(INI, ConfigFormat::Ini, Some("SVCKITBAD")).unwrap_err();
         unsafe { std::env::remove_var("SVCKITBAD_KAFKA_CHAN_SIZE") };
         assert!(err.to_string().contains("chan_size"), "{err}");
     }
@@ -338,7 +336,7 @@ mod tests {
             "[kafka]
 no separator
 ",
-            Format::Ini,
+            ConfigFormat::Ini,
             None,
         )
         .unwrap_err();
@@ -352,11 +350,14 @@ no separator
     #[test]
     fn the_format_follows_the_extension() {
         assert_eq!(
-            Format::from_path(Path::new("a/conf.ini")),
+            ConfigFormat::from_path(Path::new("a/conf.ini")),
             Some(ConfigFormat::Ini)
         );
-        assert_eq!(Format::from_path(Path::new("a/b.TOML")), Some(Format::Toml));
-        assert_eq!(Format::from_path(Path::new("a/b.yaml")), None);
+        assert_eq!(
+            ConfigFormat::from_path(Path::new("a/b.TOML")),
+            Some(ConfigFormat::Toml)
+        );
+        assert_eq!(ConfigFormat::from_path(Path::new("a/b.yaml")), None);
         let err = load::<Conf>(Path::new("/nonexistent/x.yaml"), "X").unwrap_err();
         assert!(matches!(err, ConfigError::UnknownFormat { .. }));
         let err = load::<Conf>(Path::new("/nonexistent/x.ini"), "X").unwrap_err();

@@ -195,7 +195,7 @@ pub(crate) mod duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use service_kit::config::{Format, load_str};
+    use service_kit::config::{ConfigFormat, load_str};
 
     #[test]
     fn ini_with_every_section_loads() {
@@ -203,7 +203,7 @@ mod tests {
             "[collect]\ninterval = 2s\ntags = dc=eu1, rack=12\npercpu = false\n\
              [influxdb]\naddress = http://127.0.0.1:8086\ndatabase = metrics\nbatch = 50\n\
              [prometheus]\nlisten = 127.0.0.1:9101\n",
-            Format::Ini,
+            ConfigFormat::Ini,
             None,
         )
         .unwrap();
@@ -226,7 +226,7 @@ mod tests {
     fn toml_accepts_numbers_and_strings_for_durations() {
         let c: Config = load_str(
             "[collect]\ninterval = 5\n[influxdb]\naddress = \"http://h:8086\"\ntimeout = \"750ms\"\n",
-            Format::Toml,
+            ConfigFormat::Toml,
             None,
         )
         .unwrap();
@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let r: Result<Config, _> = load_str("[collect]\nintervall = 5s\n", Format::Ini, None);
+        let r: Result<Config, _> = load_str("[collect]\nintervall = 5s\n", ConfigFormat::Ini, None);
         assert!(r.is_err());
     }
 }
