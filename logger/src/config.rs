@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use conf_file::ConfigFormat;
 use serde::Deserialize;
 
 use crate::format::TimeZoneKind;
@@ -278,25 +279,12 @@ fn string_map<'de, D: serde::Deserializer<'de>>(
         .collect())
 }
 
-/// Which syntax a config text is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConfigFormat {
-    /// TOML.
-    Toml,
-    /// INI: `[outputs.app]` sections, `key = value` lines, `;` or `#` comments.
-    Ini,
-}
-
 impl LoggerConfig {
     /// Reads a config file, TOML (`.toml`) or INI (`.ini`, `.conf`, `.cfg`).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let format = match ext.to_ascii_lowercase().as_str() {
-            "toml" => ConfigFormat::Toml,
-            "ini" | "conf" | "cfg" => ConfigFormat::Ini,
-            _ => return Err(ConfigError::Extension(path.to_path_buf())),
-        };
+        let format = ConfigFormat::from_path(path)
+            .ok_or_else(|| ConfigError::Extension(path.to_path_buf()))?;
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
