@@ -103,7 +103,7 @@ pub(crate) enum Fault {
 }
 
 /// Where the buffer goes: the file, through the injected fault in tests.
-struct Sink<'a> {
+struct FileWriter<'a> {
     file: &'a mut File,
     #[cfg(test)]
     fault: &'a mut Option<FaultFn>,
@@ -112,10 +112,10 @@ struct Sink<'a> {
 #[cfg(test)]
 type FaultFn = Box<dyn FnMut(usize) -> Fault + Send>;
 
-/// The sink of a `FileOutput`, borrowing only its file (and fault), not its buffer.
-macro_rules! sink {
+/// The [`FileWriter`] of a `FileOutput`, borrowing only its file (and fault), not its buffer.
+macro_rules! file_writer {
     ($out:expr) => {
-        Sink {
+        FileWriter {
             file: &mut $out.file,
             #[cfg(test)]
             fault: &mut $out.fault,
@@ -123,7 +123,7 @@ macro_rules! sink {
     };
 }
 
-impl Write for Sink<'_> {
+impl Write for FileWriter<'_> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         #[cfg(test)]
         if let Some(f) = self.fault.as_mut() {
@@ -215,7 +215,7 @@ impl FileOutput {
         let mut done = 0;
         let mut res = Ok(());
         while done < self.buf.len() {
-            match sink!(self).write(&self.buf[done..]) {
+            match file_writer!(self).write(&self.buf[done..]) {
                 Ok(0) => {
                     res = Err(io::ErrorKind::WriteZero.into());
                     break;
