@@ -16,6 +16,9 @@
 //!
 //! Each server runs with `PR_SET_PDEATHSIG`, so it dies with the thread that started it even
 //! if the test process is killed: own a server from the test that uses it, not from a static.
+//!
+//! [`terminate`] stops the program under test itself (a daemon's binary) the way an operator
+//! does, with SIGTERM, and checks that it exits cleanly.
 
 mod elasticsearch;
 mod error;
@@ -25,6 +28,7 @@ mod http;
 mod influx;
 mod kafka;
 mod process;
+mod program;
 mod prometheus;
 
 pub use elasticsearch::Elasticsearch;
@@ -35,6 +39,7 @@ pub use http::{HttpResponse, http_request, scrape_metric};
 pub use influx::Influx;
 pub use kafka::Kafka;
 pub use process::free_port;
+pub use program::terminate;
 pub use prometheus::Prometheus;
 
 use std::time::{Duration, Instant};

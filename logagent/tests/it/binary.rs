@@ -47,20 +47,7 @@ impl Binary {
 
     /// SIGTERM, then the exit status (bounded wait); returns the stderr.
     fn terminate(mut self) -> String {
-        // SAFETY: signalling our own child by its pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let mut status = None;
-        let exited = wait_until(Duration::from_secs(60), || {
-            status = self.child.try_wait().unwrap();
-            status.is_some()
-        });
-        assert!(exited, "no exit after SIGTERM; stderr:\n{}", self.stderr());
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "exit status {status:?}; stderr:\n{}",
-            self.stderr()
-        );
-        self.stderr()
+        test_servers::terminate(&mut self.child, &self.stderr)
     }
 }
 

@@ -5,32 +5,13 @@
 use std::time::Duration;
 
 use crate::common::*;
-use test_servers::{Elasticsearch, Kafka, wait_until};
+use test_servers::{Elasticsearch, Kafka, terminate, wait_until};
 
 const ENV: [(&str, &str); 2] = [
     ("LOGTRANSFER_LOG_LEVEL", "debug"),
     // What Kubernetes injects for a service named logtransfer.
     ("LOGTRANSFER_SERVICE_HOST", "10.0.0.1:80"),
 ];
-
-/// SIGTERM, then the exit status (bounded wait); returns the stderr.
-fn terminate(mut process: Process, stderr: &std::path::Path) -> String {
-    let read = || std::fs::read_to_string(stderr).unwrap_or_default();
-    // SAFETY: signalling our own child by its pid.
-    unsafe { libc::kill(process.child.id() as i32, libc::SIGTERM) };
-    let mut status = None;
-    let exited = wait_until(Duration::from_secs(60), || {
-        status = process.child.try_wait().unwrap();
-        status.is_some()
-    });
-    assert!(exited, "no exit after SIGTERM; stderr:\n{}", read());
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "exit status {status:?}; stderr:\n{}",
-        read()
-    );
-    read()
-}
 
 /// Lines naming `variable`, and whether any record is at debug level.
 fn summary(stderr: &str, variable: &str) -> (usize, bool) {
@@ -62,9 +43,9 @@ fn stray_env_variables_are_one_warning_and_the_log_level_comes_from_flag_or_env(
     let dir = tempfile::tempdir().unwrap();
     // The file says `[log] level = info`; LOGTRANSFER_LOG_LEVEL=debug overrides it.
     let cfg = config(&kafka, &es.url(), "bin", "bin-group");
-    let env = Process::start_with(dir.path(), &cfg, "env", &[], &ENV);
+    let mut env = Process::start_with(dir.path(), &cfg, "env", &[], &ENV);
     wait_count(&es, "logs-bin-*", 20, Duration::from_secs(60));
-    let stderr = terminate(env, &dir.path().join("env.log"));
+    let stderr = terminate(&mut env.child, &dir.path().join("env.log"));
     assert_eq!(
         summary(&stderr, "LOGTRANSFER_SERVICE_HOST"),
         (1, true),
@@ -73,7 +54,7 @@ fn stray_env_variables_are_one_warning_and_the_log_level_comes_from_flag_or_env(
     assert_eq!(summary(&stderr, "LOGTRANSFER_LOG_LEVEL").0, 0, "{stderr}");
 
     // --log-level wins over LOGTRANSFER_LOG_LEVEL.
-    let flag = Process::start_with(dir.path(), &cfg, "flag", &["--log-level", "info"], &ENV);
+    let mut flag = Process::start_with(dir.path(), &cfg, "flag", &["--log-level", "info"], &ENV);
     assert!(
         wait_until(Duration::from_secs(60), || {
             test_servers::http_request("GET", &flag.metrics_url, None, b"")
@@ -81,7 +62,7 @@ fn stray_env_variables_are_one_warning_and_the_log_level_comes_from_flag_or_env(
         }),
         "/metrics never answered"
     );
-    let stderr = terminate(flag, &dir.path().join("flag.log"));
+    let stderr = terminate(&mut flag.child, &dir.path().join("flag.log"));
     assert_eq!(
         summary(&stderr, "LOGTRANSFER_SERVICE_HOST"),
         (1, false),

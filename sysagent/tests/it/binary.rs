@@ -37,16 +37,9 @@ impl Agent {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// SIGTERM, then wait for the exit; returns whether it exited 0.
-    fn terminate(&mut self) -> bool {
-        // SAFETY: signalling our own child by its pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let mut status = None;
-        wait_for(20, "sysagent to exit after SIGTERM", || {
-            status = self.child.try_wait().unwrap();
-            status.is_some()
-        });
-        status.is_some_and(|s| s.success())
+    /// SIGTERM, then the exit status (bounded wait); returns the log.
+    fn terminate(&mut self) -> String {
+        test_servers::terminate(&mut self.child, &self.log)
     }
 }
 
@@ -91,8 +84,7 @@ fn taken_port_is_reported_collection_goes_on_and_sigterm_flushes() {
             .is_ok_and(|r| r.status == 200 && r.body.contains("node_load1 "))
     });
 
-    assert!(agent.terminate(), "exit status 0; log:\n{}", agent.log());
-    let log = agent.log();
+    let log = agent.terminate();
     assert!(log.contains("all points delivered"), "{log}");
     let collections: u64 = log
         .split("stopped after ")
@@ -148,12 +140,8 @@ fn unreachable_influx_is_reported_and_prometheus_keeps_serving() {
         "{body}"
     );
 
-    assert!(agent.terminate(), "exit status 0; log:\n{}", agent.log());
-    assert!(
-        agent.log().contains("points not delivered to InfluxDB"),
-        "{}",
-        agent.log()
-    );
+    let log = agent.terminate();
+    assert!(log.contains("points not delivered to InfluxDB"), "{log}");
 }
 
 #[test]

@@ -1,0 +1,28 @@
+//! The program under test, run as a child process by its binary tests.
+
+use std::path::Path;
+use std::process::Child;
+use std::time::Duration;
+
+use crate::wait_until;
+
+/// Sends SIGTERM to `child` and waits (at most a minute) for it to exit; asserts that it
+/// exited, with status 0. `stderr` is the file its stderr goes to: returned, and shown when
+/// an assertion fails.
+pub fn terminate(child: &mut Child, stderr: &Path) -> String {
+    let read = || std::fs::read_to_string(stderr).unwrap_or_default();
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut status = None;
+    let exited = wait_until(Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(exited, "no exit after SIGTERM; stderr:\n{}", read());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?}; stderr:\n{}",
+        read()
+    );
+    read()
+}
