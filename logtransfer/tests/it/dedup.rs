@@ -69,37 +69,25 @@ fn with_op_type_create_a_409_for_an_existing_id_is_a_settled_duplicate() {
 /// Produces `(event.id header, payload)` records.
 fn produce_with_headers(kafka: &Kafka, topic: &str, records: Vec<(Option<String>, Vec<u8>)>) {
     use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let brokers = kafka.bootstrap_servers();
+    use rdkafka::producer::FutureRecord;
     let topic = topic.to_owned();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let producer: FutureProducer = service_kit::kafka::producer_config(&brokers)
-                .create()
-                .unwrap();
-            // One at a time: the order (hence the offsets) is part of the test.
-            for (header, payload) in &records {
-                let mut record = FutureRecord::to(&topic).key("h:/f").payload(payload);
-                if let Some(id) = header {
-                    record = record.headers(OwnedHeaders::new().insert(Header {
-                        key: "event.id",
-                        value: Some(id.as_bytes()),
-                    }));
-                }
-                producer
-                    .send(record, Duration::from_secs(60))
-                    .await
-                    .map_err(|(e, _)| e)
-                    .unwrap();
+    with_producer(kafka, move |producer| async move {
+        // One at a time: the order (hence the offsets) is part of the test.
+        for (header, payload) in &records {
+            let mut record = FutureRecord::to(&topic).key("h:/f").payload(payload);
+            if let Some(id) = header {
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: "event.id",
+                    value: Some(id.as_bytes()),
+                }));
             }
-        });
-    })
-    .join()
-    .unwrap();
+            producer
+                .send(record, Duration::from_secs(60))
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+    });
 }
 
 /// The document `_id` is the record's stable event id (header `event.id`, else the value's

@@ -14,9 +14,32 @@ use test_servers::{Elasticsearch, Kafka, free_port, http_request, wait_until};
 
 /// Produces `(key, payload, timestamp_ms)` messages and waits until all are acknowledged.
 pub fn produce(kafka: &Kafka, topic: &str, messages: &[(String, Vec<u8>, Option<i64>)]) {
-    let brokers = kafka.bootstrap_servers();
     let topic = topic.to_owned();
     let messages = messages.to_vec();
+    with_producer(kafka, move |producer| async move {
+        let sends = messages.iter().map(|(key, payload, ts)| {
+            let mut record = FutureRecord::to(&topic).key(key).payload(payload);
+            if let Some(ts) = ts {
+                record = record.timestamp(*ts);
+            }
+            producer.send(record, Duration::from_secs(60))
+        });
+        for result in futures::future::join_all(sends).await {
+            if let Err((e, _)) = result {
+                panic!("produce to {topic} failed: {e}");
+            }
+        }
+    });
+}
+
+/// Runs `send` with a producer to `kafka` on a thread and runtime of its own (the tests are
+/// synchronous), and waits until it is done.
+pub fn with_producer<F, Fut>(kafka: &Kafka, send: F)
+where
+    F: FnOnce(FutureProducer) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let brokers = kafka.bootstrap_servers();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -27,18 +50,7 @@ pub fn produce(kafka: &Kafka, topic: &str, messages: &[(String, Vec<u8>, Option<
                 .set("message.timeout.ms", "60000")
                 .create()
                 .unwrap();
-            let sends = messages.iter().map(|(key, payload, ts)| {
-                let mut record = FutureRecord::to(&topic).key(key).payload(payload);
-                if let Some(ts) = ts {
-                    record = record.timestamp(*ts);
-                }
-                producer.send(record, Duration::from_secs(60))
-            });
-            for result in futures::future::join_all(sends).await {
-                if let Err((e, _)) = result {
-                    panic!("produce to {topic} failed: {e}");
-                }
-            }
+            send(producer).await;
         });
     })
     .join()
