@@ -2,7 +2,6 @@
 //! and Elasticsearch refusing connections, the binary's logs (template install, `_bulk`
 //! retries) and `/metrics` name the node but never the password.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::*;
@@ -20,26 +19,16 @@ fn run_until_logged(
     node: &str,
     n: usize,
 ) -> (String, String) {
-    let path = dir.join(format!("{name}.ini"));
-    std::fs::write(&path, ini).unwrap();
+    let process = Process::start_ini(dir, name, ini, metrics, &[], &[]);
     let log_path = dir.join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logtransfer"))
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start the logtransfer binary");
     let read = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let seen = wait_until(Duration::from_secs(60), || {
         read().lines().filter(|l| l.contains(node)).count() >= n
     });
-    let exposition = http_request("GET", &format!("http://{metrics}/metrics"), None, b"")
+    let exposition = http_request("GET", &process.metrics_url, None, b"")
         .map(|r| r.body)
         .unwrap_or_default();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(process); // killed and waited for: its log is complete
     let text = read();
     assert!(seen, "{n} lines naming {node} expected; log:\n{text}");
     (text, exposition)

@@ -186,7 +186,6 @@ impl Process {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Process {
-        let path = dir.join(format!("{name}.ini"));
         let ini = format!(
             "[kafka]\naddress = {}\ngroup_id = {}\ntopics = {}\nsession_timeout_ms = {}\ncommit_interval_ms = {}\n\
              [es]\naddress = {}\nrequest_timeout_ms = {}\nop_type = {}\n\
@@ -208,6 +207,20 @@ impl Process {
             config.transfer.dead_letter_topic,
             config.transfer.metrics_address,
         );
+        Process::start_ini(dir, name, &ini, &config.transfer.metrics_address, args, env)
+    }
+
+    /// Writes `ini` to `dir/{name}.ini` and starts the binary on it with `args` and `env`;
+    /// its stderr goes to `dir/{name}.log`, its /metrics is on `metrics_address`.
+    pub fn start_ini(
+        dir: &std::path::Path,
+        name: &str,
+        ini: &str,
+        metrics_address: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Process {
+        let path = dir.join(format!("{name}.ini"));
         std::fs::write(&path, ini).unwrap();
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_logtransfer"))
@@ -221,7 +234,7 @@ impl Process {
             .expect("start the logtransfer binary");
         Process {
             child,
-            metrics_url: format!("http://{}/metrics", config.transfer.metrics_address),
+            metrics_url: format!("http://{metrics_address}/metrics"),
         }
     }
 
