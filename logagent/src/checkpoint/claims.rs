@@ -147,17 +147,13 @@ impl CheckpointStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::testing::{granted, store_with_log};
 
     #[test]
     fn store_resumes_from_saved_offset_only_for_the_same_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("a.log");
-        std::fs::write(&log, b"one\ntwo\n").unwrap();
-        let store = CheckpointStore::open(dir.path()).unwrap();
+        let (dir, log, store) = store_with_log(b"one\ntwo\n");
         let f = File::open(&log).unwrap();
-        let Claim::Granted { progress, offset } = store.claim("t", "a.log", &f).unwrap() else {
-            panic!("busy")
-        };
+        let (progress, offset) = granted(store.claim("t", "a.log", &f));
         assert_eq!(offset, 0);
         assert!(matches!(
             store.claim("t", "a.log", &f).unwrap(),
@@ -170,34 +166,23 @@ mod tests {
         store.flush().unwrap();
 
         let reopened = CheckpointStore::open(dir.path()).unwrap();
-        let Claim::Granted { offset, .. } = reopened.claim("t", "a.log", &f).unwrap() else {
-            panic!("busy")
-        };
+        let (_, offset) = granted(reopened.claim("t", "a.log", &f));
         assert_eq!(offset, 4, "resumes after the acknowledged line only");
-        let Claim::Granted { offset, .. } = reopened.claim("other", "a.log", &f).unwrap() else {
-            panic!("busy")
-        };
+        let (_, offset) = granted(reopened.claim("other", "a.log", &f));
         assert_eq!(offset, 0, "another topic has its own checkpoint");
 
         // same inode, different content (truncated and rewritten): start over
         std::fs::write(&log, b"xyz\nabc\n").unwrap();
         let again = CheckpointStore::open(dir.path()).unwrap();
-        let Claim::Granted { offset, .. } = again.claim("t", "a.log", &f).unwrap() else {
-            panic!("busy")
-        };
+        let (_, offset) = granted(again.claim("t", "a.log", &f));
         assert_eq!(offset, 0);
     }
 
     #[test]
     fn only_content_that_left_the_path_is_a_leftover() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("a.log");
-        std::fs::write(&log, b"one\n").unwrap();
-        let store = CheckpointStore::open(dir.path()).unwrap();
+        let (dir, log, store) = store_with_log(b"one\n");
         let f = File::open(&log).unwrap();
-        let Claim::Granted { progress, .. } = store.claim("t", "a.log", &f).unwrap() else {
-            panic!("busy")
-        };
+        let (progress, _) = granted(store.claim("t", "a.log", &f));
         let seq = progress.register(4);
         progress.ack(seq);
         store.release(&progress);
@@ -216,10 +201,7 @@ mod tests {
         assert_eq!(left[0].offset, 4);
         let old = File::open(dir.path().join("a.log.1")).unwrap();
         assert!(left[0].identity.head_matches(&old).unwrap());
-        let Claim::Granted { offset, .. } = store.claim_leftover("t", "a.log", &old, 4).unwrap()
-        else {
-            panic!("busy")
-        };
+        let (_, offset) = granted(store.claim_leftover("t", "a.log", &old, 4));
         assert_eq!(offset, 4);
         assert!(
             store.leftovers("t", "a.log", &replaced).is_empty(),

@@ -21,3 +21,29 @@ pub use file_format::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointFi
 pub use progress::{FileProgress, ProgressKey};
 pub use store::CheckpointStore;
 pub use write_spell::{WriteSpell, WriteSpellReport};
+
+/// What the checkpoint tests set up again and again.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use super::{CheckpointStore, Claim, FileProgress};
+
+    /// A fresh data directory holding `a.log` with `content`, and a store opened on it.
+    pub(crate) fn store_with_log(content: &[u8]) -> (tempfile::TempDir, PathBuf, CheckpointStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        std::fs::write(&log, content).unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        (dir, log, store)
+    }
+
+    /// The progress and start offset of a claim that must be granted.
+    pub(crate) fn granted(claim: std::io::Result<Claim>) -> (Arc<FileProgress>, u64) {
+        match claim.unwrap() {
+            Claim::Granted { progress, offset } => (progress, offset),
+            Claim::Busy => panic!("busy"),
+        }
+    }
+}

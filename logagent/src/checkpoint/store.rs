@@ -184,7 +184,7 @@ fn files_beside(path: &Path) -> Option<HashSet<(u64, u64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::Claim;
+    use crate::checkpoint::testing::{granted, store_with_log};
     use std::fs::File;
 
     fn stamp(path: &Path) -> (u64, i64, i64) {
@@ -196,10 +196,7 @@ mod tests {
     /// releases it.
     fn read(store: &CheckpointStore, log: &Path, acked: u64) {
         let f = File::open(log).unwrap();
-        let Claim::Granted { progress, .. } = store.claim("t", &log.to_string_lossy(), &f).unwrap()
-        else {
-            panic!("busy")
-        };
+        let (progress, _) = granted(store.claim("t", &log.to_string_lossy(), &f));
         let seq = progress.register(acked);
         progress.ack(seq);
         store.release(&progress);
@@ -207,14 +204,9 @@ mod tests {
 
     #[test]
     fn the_file_is_written_only_when_a_checkpoint_changed() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("a.log");
-        std::fs::write(&log, b"one\ntwo\n").unwrap();
-        let store = CheckpointStore::open(dir.path()).unwrap();
+        let (_dir, log, store) = store_with_log(b"one\ntwo\n");
         let f = File::open(&log).unwrap();
-        let Claim::Granted { progress, .. } = store.claim("t", "a.log", &f).unwrap() else {
-            panic!("busy")
-        };
+        let (progress, _) = granted(store.claim("t", "a.log", &f));
         let first = progress.register(4);
         progress.register(8);
         store.flush().unwrap();

@@ -50,20 +50,13 @@ mod tests {
     use std::fs::File;
 
     use super::*;
-    use crate::checkpoint::{CheckpointFile, CheckpointStore, Claim};
+    use crate::checkpoint::CheckpointFile;
+    use crate::checkpoint::testing::{granted, store_with_log};
 
     #[test]
     fn a_failing_spell_is_reported_once_at_each_end_and_the_write_retried() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("a.log");
-        std::fs::write(&log, b"0123456789").unwrap();
-        let store = CheckpointStore::open(dir.path()).unwrap();
-        let Claim::Granted { progress, .. } = store
-            .claim("t", "a.log", &File::open(&log).unwrap())
-            .unwrap()
-        else {
-            panic!("busy")
-        };
+        let (dir, log, store) = store_with_log(b"0123456789");
+        let (progress, _) = granted(store.claim("t", "a.log", &File::open(&log).unwrap()));
         progress.ack(progress.register(10));
         // A directory where the file goes: the rename over it fails like a full disk would.
         std::fs::create_dir(store.path()).unwrap();
