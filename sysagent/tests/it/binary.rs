@@ -50,6 +50,18 @@ impl Drop for Agent {
     }
 }
 
+/// `sysagent --once` in `dir`, its command completed by `setup`; asserts it succeeded and
+/// returns its stderr.
+fn once(dir: &std::path::Path, setup: impl FnOnce(&mut Command)) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sysagent"));
+    cmd.arg("--once").current_dir(dir);
+    setup(&mut cmd);
+    let out = cmd.output().expect("run sysagent --once");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
 #[test]
 fn taken_port_is_reported_collection_goes_on_and_sigterm_flushes() {
     let influx = Influx::start();
@@ -187,19 +199,12 @@ fn once_prints_one_collection_as_line_protocol() {
 fn unknown_env_variables_are_one_warning_and_the_log_level_comes_from_flag_env_or_file() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str], env: &[(&str, &str)]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sysagent"));
-        cmd.arg("--once")
-            .args(args)
-            .current_dir(dir.path())
-            .env("SYSAGENT_SERVICE_HOST", "10.0.0.1")
-            .env("SYSAGENT_SERVICE_PORT", "9102");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("run sysagent --once");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{stderr}");
-        stderr
+        once(dir.path(), |cmd| {
+            cmd.args(args)
+                .env("SYSAGENT_SERVICE_HOST", "10.0.0.1")
+                .env("SYSAGENT_SERVICE_PORT", "9102")
+                .envs(env.iter().copied());
+        })
     };
     let stderr = run(&[], &[]);
     let warnings: Vec<&str> = stderr
@@ -229,17 +234,10 @@ fn the_config_variable_names_the_file_when_the_flag_is_absent() {
     let named = dir.path().join("named.ini");
     std::fs::write(&named, "[log]\nlevel = error\n").unwrap();
     let run = |env: &[(&str, &std::ffi::OsStr)]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sysagent"));
-        cmd.arg("--once")
-            .current_dir(dir.path())
-            .env("SYSAGENT_SERVICE_HOST", "10.0.0.1");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("run sysagent --once");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{stderr}");
-        stderr
+        once(dir.path(), |cmd| {
+            cmd.env("SYSAGENT_SERVICE_HOST", "10.0.0.1")
+                .envs(env.iter().copied());
+        })
     };
     let default = run(&[]);
     assert!(default.contains("SYSAGENT_SERVICE_HOST"), "{default}");
