@@ -39,7 +39,7 @@ pub use http::{HttpResponse, http_request, scrape_metric};
 pub use influx::Influx;
 pub use kafka::Kafka;
 pub use process::free_port;
-pub use program::terminate;
+pub use program::{stderr_summary, terminate};
 pub use prometheus::Prometheus;
 
 use std::time::{Duration, Instant};

@@ -26,3 +26,10 @@ pub fn terminate(child: &mut Child, stderr: &Path) -> String {
     );
     read()
 }
+
+/// How a daemon's stderr speaks of the environment variable `variable`: the lines naming it,
+/// and whether any record is at debug level.
+pub fn stderr_summary(stderr: &str, variable: &str) -> (usize, bool) {
+    let naming = stderr.lines().filter(|l| l.contains(variable)).count();
+    (naming, stderr.contains(" DEBUG "))
+}

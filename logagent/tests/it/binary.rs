@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::common::*;
-use test_servers::{Etcd, Kafka, wait_until};
+use test_servers::{Etcd, Kafka, stderr_summary, wait_until};
 
 /// The binary as a child process, killed if the test fails before it stopped.
 struct Binary {
@@ -58,12 +58,6 @@ impl Drop for Binary {
     }
 }
 
-/// Lines naming `variable`, and whether any record is at debug level.
-fn summary(stderr: &str, variable: &str) -> (usize, bool) {
-    let naming = stderr.lines().filter(|l| l.contains(variable)).count();
-    (naming, stderr.contains(" DEBUG "))
-}
-
 #[test]
 fn stray_env_variables_are_one_warning_and_the_log_level_comes_from_flag_or_env() {
     let kafka = Kafka::start();
@@ -92,18 +86,22 @@ fn stray_env_variables_are_one_warning_and_the_log_level_comes_from_flag_or_env(
     agent.wait_metric(&metrics, "logagent_lines_sent_total", 100.0);
     let stderr = agent.terminate();
     assert_eq!(
-        summary(&stderr, "LOGAGENT_SERVICE_HOST"),
+        stderr_summary(&stderr, "LOGAGENT_SERVICE_HOST"),
         (1, true),
         "{stderr}"
     );
-    assert_eq!(summary(&stderr, "LOGAGENT_LOG_LEVEL").0, 0, "{stderr}");
+    assert_eq!(
+        stderr_summary(&stderr, "LOGAGENT_LOG_LEVEL").0,
+        0,
+        "{stderr}"
+    );
 
     // --log-level wins over LOGAGENT_LOG_LEVEL.
     let agent = Binary::spawn(&conf, &["--log-level", "info"], dir.path().join("flag.log"));
     agent.wait_metric(&metrics, "logagent_files_watched", 1.0);
     let stderr = agent.terminate();
     assert_eq!(
-        summary(&stderr, "LOGAGENT_SERVICE_HOST"),
+        stderr_summary(&stderr, "LOGAGENT_SERVICE_HOST"),
         (1, false),
         "{stderr}"
     );

@@ -5,19 +5,13 @@
 use std::time::Duration;
 
 use crate::common::*;
-use test_servers::{Elasticsearch, Kafka, terminate, wait_until};
+use test_servers::{Elasticsearch, Kafka, stderr_summary, terminate, wait_until};
 
 const ENV: [(&str, &str); 2] = [
     ("LOGTRANSFER_LOG_LEVEL", "debug"),
     // What Kubernetes injects for a service named logtransfer.
     ("LOGTRANSFER_SERVICE_HOST", "10.0.0.1:80"),
 ];
-
-/// Lines naming `variable`, and whether any record is at debug level.
-fn summary(stderr: &str, variable: &str) -> (usize, bool) {
-    let naming = stderr.lines().filter(|l| l.contains(variable)).count();
-    (naming, stderr.contains(" DEBUG "))
-}
 
 #[test]
 fn stray_env_variables_are_one_warning_and_the_log_level_comes_from_flag_or_env() {
@@ -47,11 +41,15 @@ fn stray_env_variables_are_one_warning_and_the_log_level_comes_from_flag_or_env(
     wait_count(&es, "logs-bin-*", 20, Duration::from_secs(60));
     let stderr = terminate(&mut env.child, &dir.path().join("env.log"));
     assert_eq!(
-        summary(&stderr, "LOGTRANSFER_SERVICE_HOST"),
+        stderr_summary(&stderr, "LOGTRANSFER_SERVICE_HOST"),
         (1, true),
         "{stderr}"
     );
-    assert_eq!(summary(&stderr, "LOGTRANSFER_LOG_LEVEL").0, 0, "{stderr}");
+    assert_eq!(
+        stderr_summary(&stderr, "LOGTRANSFER_LOG_LEVEL").0,
+        0,
+        "{stderr}"
+    );
 
     // --log-level wins over LOGTRANSFER_LOG_LEVEL.
     let mut flag = Process::start_with(dir.path(), &cfg, "flag", &["--log-level", "info"], &ENV);
@@ -64,7 +62,7 @@ fn stray_env_variables_are_one_warning_and_the_log_level_comes_from_flag_or_env(
     );
     let stderr = terminate(&mut flag.child, &dir.path().join("flag.log"));
     assert_eq!(
-        summary(&stderr, "LOGTRANSFER_SERVICE_HOST"),
+        stderr_summary(&stderr, "LOGTRANSFER_SERVICE_HOST"),
         (1, false),
         "{stderr}"
     );
