@@ -5,7 +5,7 @@
 //!   the logger's INI files alike);
 //! - [`schema`]: the sections and keys a config struct accepts, read from its `Deserialize`
 //!   implementation, so that environment overrides can be checked against them;
-//! - [`env`]: `{PREFIX}_{SECTION}_{KEY}` environment variables matched against a schema.
+//! - [`env`](mod@env): `{PREFIX}_{SECTION}_{KEY}` environment variables matched against a schema.
 //!
 //! Deserializing the table into the config struct is left to the caller: the logger does it
 //! strictly (TOML types), the daemons' loader leniently (INI and environment values are

@@ -25,7 +25,7 @@ pub enum Overflow {
     /// Wait for room: nothing is lost, a flood slows the caller down.
     #[default]
     Block,
-    /// Drop the record and count it ([`Stats::dropped`]).
+    /// Drop the record and count it ([`Stats::dropped`](crate::Stats::dropped)).
     Drop,
 }
 

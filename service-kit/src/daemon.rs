@@ -48,6 +48,8 @@ impl Default for LogConfig {
 pub struct LogArgs {
     /// Log level of this program's own log: trace, debug, info, warn, error, optionally per
     /// target (info,rdkafka=warn). Wins over [log] level and <PREFIX>_LOG_LEVEL.
+    // This comment is the `--help` text too, so it stays plain text, `<PREFIX>` included.
+    #[allow(rustdoc::invalid_html_tags)]
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 }
