@@ -20,6 +20,7 @@ use crate::atomic_file;
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::collect_config::{self, AllowedPaths, CollectConfig, CollectConfigError};
 use crate::config::LocalConfig;
+use crate::fd_limit;
 use crate::housekeeping::Housekeeping;
 use crate::in_flight::InFlightLimit;
 use crate::metrics::Metrics;
@@ -32,6 +33,7 @@ use crate::sources::file::reads::Reads;
 use crate::sources::file::retry::Retries;
 use crate::sources::file::shipper::Shipper;
 use crate::sources::file::tailer::{TailContext, TailSettings};
+use crate::sources::file::turns::OpenFiles;
 use crate::supervisor::Supervisor;
 
 /// Name of the cached collect config inside `data_dir`.
@@ -169,6 +171,15 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         source,
     })?;
     let allowed = AllowedPaths::new(&config.agent.allowed_path_globs())?;
+    // Before any socket or file is opened: with the budget below, collected files can no
+    // longer take the descriptors the producer, etcd and the checkpoints need.
+    let nofile = fd_limit::raise_nofile();
+    let open_budget = fd_limit::budget(config.agent.max_open_files, nofile.map(|l| l.soft));
+    log::info!(
+        "max_open_files {open_budget} ({} descriptors kept for Kafka, etcd, checkpoints and \
+         /metrics); more matching files take turns",
+        fd_limit::RESERVED
+    );
     let store = Arc::new(CheckpointStore::open(&data_dir)?);
     let metrics = Arc::new(Metrics::default());
 
@@ -234,6 +245,7 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
             Duration::from_millis(config.agent.read_timeout_ms.max(1)),
             Arc::clone(&metrics),
         ),
+        open_files: OpenFiles::new(open_budget, Arc::clone(&metrics)),
         settings: TailSettings {
             max_line_bytes: config.agent.max_line_bytes,
             poll_interval: Duration::from_millis(config.agent.poll_interval_ms.max(1)),

@@ -164,6 +164,10 @@ pub struct AgentConfig {
     /// How long a read on a reader thread is waited for before its file is marked stalled
     /// (not read until that read returns), in milliseconds.
     pub read_timeout_ms: u64,
+    /// Collected files open at once; more matching files wait their turn (an idle one is
+    /// closed and reopened when it grows). 0: the descriptor limit (raised to the hard
+    /// limit at start) less a reserve of 64 for Kafka, etcd, checkpoints and /metrics.
+    pub max_open_files: usize,
 }
 
 impl Default for AgentConfig {
@@ -184,6 +188,7 @@ impl Default for AgentConfig {
             worker_threads: 1,
             blocking_reads: BlockingReads::Auto,
             read_timeout_ms: 10_000,
+            max_open_files: 0,
         }
     }
 }

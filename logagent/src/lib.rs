@@ -8,6 +8,8 @@
 //! [`sources::file::retry`] what becomes of a line whose delivery failed,
 //! [`sources::file::reads`] where reads run (inline, or bounded on reader threads),
 //! [`sources::file::events`] inotify wake-ups, [`sources::file::multiline`] event joining;
+//! [`sources::file::turns`] turns at the `max_open_files` budget, [`fd_limit`] the
+//! descriptor limit and the reserve kept beside that budget;
 //! [`identity`] which file is which (used by the tailer and the checkpoints); [`encode`] the
 //! Kafka message; [`sinks::kafka`] the producer; [`ack`] the settle-once acknowledgement of
 //! one line; [`in_flight`] the bound on lines read and not yet acknowledged; [`checkpoint`]
@@ -24,6 +26,7 @@ pub mod checkpoint;
 pub mod collect_config;
 pub mod config;
 pub mod encode;
+pub mod fd_limit;
 pub mod housekeeping;
 pub mod identity;
 pub mod in_flight;

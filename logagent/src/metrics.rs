@@ -14,7 +14,9 @@
 //! `open_failed`; each path counted once per reason, not once per scan), `reads_stalled`
 //! (reads of a file on a network file system that did not return within
 //! `read_timeout_ms`: that file is not read until the read returns), `reader_threads_stuck`
-//! (reader threads abandoned in such a read that has not returned yet).
+//! (reader threads abandoned in such a read that has not returned yet), `files_open`
+//! (collected files holding a descriptor, at most `max_open_files`), `files_waiting_turn`
+//! (files that changed and wait for one of those descriptors).
 
 use std::sync::atomic::AtomicU64;
 
@@ -69,6 +71,10 @@ pub struct Metrics {
     pub lines_truncated: Counter,
     /// Files whose shipping waits for a refused or failed line.
     pub files_stalled: Gauge,
+    /// Collected files holding a descriptor (turns taken), at most `max_open_files`.
+    pub files_open: Gauge,
+    /// Files waiting for a turn to be opened.
+    pub files_waiting_turn: Gauge,
     /// Files not opened, by reason; a path is counted once per reason.
     pub files_refused: Family<RefusalLabels, Counter>,
     /// Reads that did not return within the bound (each stalls its file until it returns).
@@ -169,6 +175,16 @@ impl Metrics {
             "reader_threads_stuck",
             "Reader threads abandoned in a read that has not returned yet",
             self.reader_threads_stuck.clone(),
+        );
+        r.register(
+            "files_open",
+            "Collected files holding a descriptor (at most [agent] max_open_files)",
+            self.files_open.clone(),
+        );
+        r.register(
+            "files_waiting_turn",
+            "Files waiting for a turn at the max_open_files budget",
+            self.files_waiting_turn.clone(),
         );
         // Every reason is exported from the start, at 0: an alert on it needs no absent().
         for reason in RefusalReason::ALL {

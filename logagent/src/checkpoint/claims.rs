@@ -142,12 +142,63 @@ impl CheckpointStore {
     pub fn release(&self, progress: &FileProgress) {
         progress.release();
     }
+
+    /// The tailer closes the file to give its descriptor to another one (see
+    /// [`crate::sources::file::turns`]), every line it handed over acknowledged: its
+    /// progress becomes a saved checkpoint at once, as at a restart. So reopening the path
+    /// checks the file there against it (device, inode, fingerprint), and content rotated
+    /// away meanwhile is a leftover to finish, not a file some tailer still reads.
+    pub fn set_aside(&self, progress: &Arc<FileProgress>) {
+        progress.release();
+        self.inner.lock().fold(progress, super::store::now_secs());
+    }
+
+    /// The file with `identity`, set aside for `topic`, is still followed: its checkpoint
+    /// is not one of those forgotten after a week without change. Not written for this
+    /// alone; a restart follows the file again, which does the same.
+    pub fn keep(&self, topic: &str, identity: &FileIdentity) {
+        let now = super::store::now_secs();
+        if let Some(c) = self
+            .inner
+            .lock()
+            .saved
+            .get_mut(&ProgressKey::of(topic, identity))
+        {
+            c.updated = now;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::checkpoint::testing::{granted, store_with_log};
+
+    /// What a test of a read file starts from: its directory, `a.log`, the store, the
+    /// open file and its progress.
+    type OneLineRead = (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        CheckpointStore,
+        File,
+        Arc<FileProgress>,
+    );
+
+    /// A store in a new directory whose `a.log` (holding "one\n") was read and
+    /// acknowledged to its end for topic `t`, its progress still claimed.
+    fn one_line_read() -> OneLineRead {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        std::fs::write(&log, b"one\n").unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let f = File::open(&log).unwrap();
+        let Claim::Granted { progress, .. } = store.claim("t", "a.log", &f).unwrap() else {
+            panic!("busy")
+        };
+        let seq = progress.register(4);
+        progress.ack(seq);
+        (dir, log, store, f, progress)
+    }
 
     #[test]
     fn store_resumes_from_saved_offset_only_for_the_same_content() {
@@ -180,11 +231,7 @@ mod tests {
 
     #[test]
     fn only_content_that_left_the_path_is_a_leftover() {
-        let (dir, log, store) = store_with_log(b"one\n");
-        let f = File::open(&log).unwrap();
-        let (progress, _) = granted(store.claim("t", "a.log", &f));
-        let seq = progress.register(4);
-        progress.ack(seq);
+        let (dir, log, store, f, progress) = one_line_read();
         store.release(&progress);
         store.flush().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
@@ -207,5 +254,32 @@ mod tests {
             store.leftovers("t", "a.log", &replaced).is_empty(),
             "being read, so no longer a leftover"
         );
+    }
+
+    #[test]
+    fn a_file_set_aside_is_reopened_by_identity_and_its_rotated_rest_is_a_leftover() {
+        let (dir, log, store, f, progress) = one_line_read();
+        store.set_aside(&progress);
+        assert!(
+            !store.is_live("t", &progress.committed().0),
+            "closed for another file's turn: no tailer holds it"
+        );
+        // Unchanged, or grown: reopened where it was left.
+        std::fs::write(&log, b"one\ntwo\n").unwrap();
+        let Claim::Granted { progress, offset } = store.claim("t", "a.log", &f).unwrap() else {
+            panic!("busy")
+        };
+        assert_eq!(offset, 4);
+        store.set_aside(&progress);
+        // Rotated while closed: the file at the path is new, the old one a leftover.
+        std::fs::rename(&log, dir.path().join("a.log.1")).unwrap();
+        std::fs::write(&log, b"new\n").unwrap();
+        let replaced = File::open(&log).unwrap();
+        let left = store.leftovers("t", "a.log", &replaced);
+        assert_eq!(left.iter().map(|c| c.offset).collect::<Vec<_>>(), [4]);
+        let Claim::Granted { offset, .. } = store.claim("t", "a.log", &replaced).unwrap() else {
+            panic!("busy")
+        };
+        assert_eq!(offset, 0);
     }
 }

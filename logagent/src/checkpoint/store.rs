@@ -15,7 +15,7 @@ use super::progress::{FileProgress, ProgressKey};
 /// Checkpoints of files not seen for this long are forgotten.
 const FORGET_AFTER_SECS: i64 = 7 * 24 * 3600;
 
-fn now_secs() -> i64 {
+pub(super) fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -34,6 +34,36 @@ pub(super) struct StoreInner {
     pub(super) saved: HashMap<ProgressKey, Checkpoint>,
     pub(super) live: HashMap<ProgressKey, Arc<FileProgress>>,
     dirty: bool,
+}
+
+impl StoreInner {
+    /// Saves `p`'s committed offset; forgets `p` once nobody reads the file and nothing of it
+    /// is in flight.
+    pub(super) fn fold(&mut self, p: &Arc<FileProgress>, now: i64) {
+        let (identity, offset) = p.committed();
+        let changed = match self.saved.get(&p.key) {
+            Some(c) => c.offset != offset || c.identity != identity,
+            None => true,
+        };
+        if changed {
+            self.saved.insert(
+                p.key.clone(),
+                Checkpoint {
+                    topic: p.key.topic.clone(),
+                    path: p.path().to_string(),
+                    identity,
+                    offset,
+                    updated: now,
+                },
+            );
+            self.dirty = true;
+        } else if let Some(c) = self.saved.get_mut(&p.key) {
+            c.updated = now;
+        }
+        if p.is_settled() && self.live.get(&p.key).is_some_and(|l| Arc::ptr_eq(l, p)) {
+            self.live.remove(&p.key);
+        }
+    }
 }
 
 impl CheckpointStore {
@@ -64,29 +94,7 @@ impl CheckpointStore {
             let now = now_secs();
             let live: Vec<Arc<FileProgress>> = g.live.values().cloned().collect();
             for p in &live {
-                let (identity, offset) = p.committed();
-                let changed = match g.saved.get(&p.key) {
-                    Some(c) => c.offset != offset || c.identity != identity,
-                    None => true,
-                };
-                if changed {
-                    g.saved.insert(
-                        p.key.clone(),
-                        Checkpoint {
-                            topic: p.key.topic.clone(),
-                            path: p.path().to_string(),
-                            identity,
-                            offset,
-                            updated: now,
-                        },
-                    );
-                    g.dirty = true;
-                } else if let Some(c) = g.saved.get_mut(&p.key) {
-                    c.updated = now;
-                }
-                if p.is_settled() {
-                    g.live.remove(&p.key);
-                }
+                g.fold(p, now);
             }
             let before = g.saved.len();
             g.saved.retain(|_, c| now - c.updated < FORGET_AFTER_SECS);

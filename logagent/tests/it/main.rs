@@ -11,6 +11,7 @@ mod hostile_files;
 mod kill9;
 mod live_config;
 mod long_lines;
+mod open_files;
 mod outage;
 mod rotation;
 mod send_errors;

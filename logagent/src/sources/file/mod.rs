@@ -15,6 +15,7 @@ pub mod reads;
 pub mod retry;
 pub mod shipper;
 pub mod tailer;
+pub mod turns;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -68,6 +68,9 @@ pub enum OpenError {
     NotFound,
     /// Something is there and must not be read.
     Refused(Refusal),
+    /// The process (`EMFILE`) or the system (`ENFILE`) is out of descriptors: nothing is
+    /// wrong with the file, so it is not a refusal; it is tried again soon.
+    NoDescriptor,
 }
 
 /// A regular file under `allowed_paths`, open for reading.
@@ -93,6 +96,9 @@ fn refused(reason: RefusalReason, detail: String) -> OpenError {
 fn open_failed(e: io::Error) -> OpenError {
     match e.kind() {
         io::ErrorKind::NotFound => OpenError::NotFound,
+        _ if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+            OpenError::NoDescriptor
+        }
         _ => refused(RefusalReason::OpenFailed, format!("cannot open: {e}")),
     }
 }
@@ -244,7 +250,7 @@ impl Refusals {
                 }
             }
             Err(OpenError::Refused(r)) => self.report(path, r, metrics),
-            Err(OpenError::NotFound) => {}
+            Err(OpenError::NotFound | OpenError::NoDescriptor) => {}
         }
         opened
     }

@@ -10,6 +10,9 @@
 //!   matches the old fingerprint), then, once every earlier line is acknowledged, reading
 //!   restarts at offset 0.
 //! * **Deletion**: the file is drained, kept for `close_renamed_after_ms`, then released.
+//! * **Turns**: a file is opened only with a turn at the `max_open_files` budget, and
+//!   closed again, idle and acknowledged, when another file waits ([`super::turns`]); it is
+//!   reopened when its path changes, by identity, like after a restart.
 //!
 //! File reads of local files are plain `pread`s on the runtime thread: they hit the page
 //! cache for a file that is being written, and 16 KiB at a time keeps each one short. Files
@@ -32,6 +35,7 @@ use super::multiline::MultilineJoiner;
 use super::open::{OpenError, Refusals};
 use super::reads::{self, FileReads, Outcome, Reads};
 use super::shipper::{Cancelled, Destination, Shipper};
+use super::turns::{OpenFiles, Turn};
 use crate::ack::FileAcks;
 use crate::checkpoint::{CheckpointStore, Claim};
 use crate::collect_config::{AllowedPaths, CollectEntry, Multiline};
@@ -72,6 +76,8 @@ pub struct TailContext {
     pub chunks: ChunkPool,
     /// Where reads run: inline, or on reader threads with a bound.
     pub reads: Reads,
+    /// Turns at the `max_open_files` budget.
+    pub open_files: OpenFiles,
     /// Knobs.
     pub settings: TailSettings,
 }
@@ -88,6 +94,9 @@ pub enum TailEnd {
     /// The path resolves outside `allowed_paths`, is not a regular file, or cannot be
     /// opened (warned about and counted by [`Refusals`]).
     Refused,
+    /// No descriptor was left to open it (more than the limit is in use, e.g. by other
+    /// processes); the path is tried again at the next scan.
+    NoDescriptor,
 }
 
 struct Open {
@@ -186,6 +195,12 @@ impl Tailer {
     pub async fn run(mut self, cancel: CancellationToken) -> TailEnd {
         let mut current: Option<Open> = None;
         let mut lingering: Vec<(Open, Instant)> = Vec::new();
+        // The right to hold files of the path open (see `turns`), and what the path was
+        // when the file was closed to give it back.
+        let mut turn: Option<Turn> = None;
+        let mut set_aside: Option<AtPath> = None;
+        // When the file last grew, for `Turn::should_yield`.
+        let mut grew = Instant::now();
         // The poll below is what guarantees progress; the wake-up makes it prompt.
         let changed = self.ctx.events.watch_file(&self.path);
         let end = loop {
@@ -193,6 +208,30 @@ impl Tailer {
                 break TailEnd::Cancelled;
             }
             if current.is_none() {
+                // Closed while idle: a turn is asked for only once there is something to read.
+                if let Some(was) = set_aside.as_mut()
+                    && was.is_now(&self.path)
+                {
+                    if was.kept.elapsed() >= KEEP_CHECKPOINT_EVERY {
+                        // Still followed: not one of the checkpoints forgotten after a week.
+                        self.ctx.store.keep(&self.topic, &was.identity);
+                        was.kept = Instant::now();
+                    }
+                    tokio::select! {
+                        _ = cancel.cancelled() => break TailEnd::Cancelled,
+                        _ = tokio::time::sleep(self.ctx.settings.poll_interval) => {}
+                        _ = changed.changed() => {}
+                    }
+                    continue;
+                }
+                set_aside = None;
+                if turn.is_none() {
+                    turn = tokio::select! {
+                        t = self.ctx.open_files.take() => Some(t),
+                        _ = cancel.cancelled() => break TailEnd::Cancelled,
+                    };
+                }
+                grew = Instant::now();
                 match self.open() {
                     Ok((open, leftovers)) => {
                         current = Some(open);
@@ -214,6 +253,7 @@ impl Tailer {
                     }
                     Ok(true) => {
                         busy = true;
+                        grew = Instant::now();
                         current = Some(open);
                     }
                     Ok(false) => {
@@ -260,6 +300,27 @@ impl Tailer {
             if cancel.is_cancelled() {
                 break TailEnd::Cancelled;
             }
+            // Another file waits for a turn: give ours back if this one is idle, or has
+            // had it long enough (see `turns`).
+            if lingering.is_empty()
+                && turn.as_ref().is_some_and(|t| t.should_yield(grew))
+                && let Some(mut open) = current.take()
+            {
+                if let Err(Cancelled) = self.give_back(&mut open, &cancel).await {
+                    current = Some(open);
+                    break TailEnd::Cancelled;
+                }
+                set_aside = Some(AtPath::of(&open));
+                self.ctx.store.set_aside(open.acks.progress());
+                self.ctx.metrics.files_watched.dec();
+                drop(open);
+                turn = None;
+                log::debug!(
+                    "{}: closed to give its turn to another file",
+                    self.path.display()
+                );
+                continue;
+            }
             if !busy {
                 // A multi-line event waiting for more lines is shipped at its timeout.
                 let wait = current
@@ -292,6 +353,14 @@ impl Tailer {
             Ok(opened) => opened.file,
             Err(OpenError::NotFound) => return Err(TailEnd::Gone),
             Err(OpenError::Refused(_)) => return Err(TailEnd::Refused),
+            Err(OpenError::NoDescriptor) => {
+                log::warn!(
+                    "{}: out of file descriptors (lower [agent] max_open_files, or raise the \
+                     hard limit); trying again at the next scan",
+                    self.path.display()
+                );
+                return Err(TailEnd::NoDescriptor);
+            }
         };
         let path = self.path.to_string_lossy();
         let leftovers = self.ctx.store.leftovers(&self.topic, &path, &file);
@@ -576,18 +645,53 @@ impl Tailer {
         }
         self.ship_rest(open, cancel).await?;
         // The checkpoint must not mix the old content's offsets with the new content's.
-        while open.acks.progress().in_flight() > 0 {
-            tokio::select! {
-                _ = cancel.cancelled() => return Err(Cancelled),
-                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
-            }
-        }
+        self.wait_acknowledged(open, cancel).await?;
         if let Outcome::Done(Ok((id, _))) = self.identity_of(open, cancel).await {
             open.identity = id;
             open.acks.progress().reset(id);
         }
         open.splitter.reset(0);
         open.event_key = EventKey::new();
+        Ok(())
+    }
+
+    /// Readies `open` to be closed so that another file gets its turn: ships the
+    /// multi-line event being joined (as its timeout would: reopening only when the file
+    /// changes would otherwise hold it back for as long as the file is quiet), then waits
+    /// until every line handed over is acknowledged, so its checkpoint is exact.
+    async fn give_back(
+        &self,
+        open: &mut Open,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        if let Some(joiner) = open.joiner.as_mut()
+            && joiner.due_in().is_some()
+        {
+            let mut chunk = self.lease(cancel).await?;
+            let chunk = &mut *chunk;
+            let ts = chunk.batch.start();
+            let key = &open.event_key;
+            joiner.flush(|l| chunk.batch.push(&self.encoder, key, &ts, l));
+            self.ctx
+                .shipper
+                .ship(&open.acks, self.to(), &chunk.batch, cancel)
+                .await?;
+        }
+        self.wait_acknowledged(open, cancel).await
+    }
+
+    /// Waits until every line of `open` handed to the sink is acknowledged.
+    async fn wait_acknowledged(
+        &self,
+        open: &mut Open,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        while open.acks.progress().in_flight() > 0 {
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(Cancelled),
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
         Ok(())
     }
 
@@ -678,6 +782,43 @@ fn resumed_key(path: &Path, file: &File, identity: &FileIdentity, offset: u64) -
             );
             EventKey::unread(identity)
         })
+}
+
+/// What a path named when its file was closed to give the turn back: the file is worth
+/// reopening once the path names another inode, or the file's size or modification time
+/// changed (a `stat`, no descriptor).
+struct AtPath {
+    identity: FileIdentity,
+    /// Bytes read; a file closed before its end (it had its turn long enough) differs
+    /// from it at once, so it queues again right away.
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    /// When its checkpoint was last marked as still in use.
+    kept: Instant,
+}
+
+/// How often the checkpoint of a file closed for its turn is marked as still in use.
+const KEEP_CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
+
+impl AtPath {
+    fn of(open: &Open) -> Self {
+        let meta = open.file.metadata().ok();
+        AtPath {
+            identity: open.identity,
+            len: open.splitter.position(),
+            modified: meta.and_then(|m| m.modified().ok()),
+            kept: Instant::now(),
+        }
+    }
+
+    /// Whether `path` still names this file, unchanged.
+    fn is_now(&self, path: &Path) -> bool {
+        std::fs::metadata(path).is_ok_and(|m| {
+            let id = &self.identity;
+            (m.dev(), m.ino(), m.len()) == (id.dev, id.ino, self.len)
+                && m.modified().ok() == self.modified
+        })
+    }
 }
 
 /// The copy a copytruncate left next to `path`: head matching the fingerprint of the content
