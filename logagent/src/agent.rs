@@ -250,7 +250,8 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
             max_line_bytes: config.agent.max_line_bytes,
             poll_interval: Duration::from_millis(config.agent.poll_interval_ms.max(1)),
             close_renamed_after: Duration::from_millis(config.agent.close_renamed_after_ms),
-            // As much again as the in-flight bound: unfinished lines are not messages yet.
+            // As much again as the in-flight bound: unfinished lines and multi-line events being
+            // joined are not messages yet.
             held_back: HeldBack::new(
                 (config.kafka.queue_max_kbytes as usize)
                     .saturating_mul(1024)

@@ -8,11 +8,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The bytes all files hold back for unfinished lines, which are not yet messages and so
-/// not in `queue_max_kbytes`: at most `cap` in total (each file also at most
-/// `max_line_bytes`). Past it, an unfinished line keeps what it holds and is shipped cut
-/// and marked like a long line, so memory stays bounded however many files end mid-line.
-/// Charged once per read that ends mid-line, never per complete line.
+/// The bytes all files hold back for unfinished lines and for multi-line events being
+/// joined ([`super::multiline`]), which are not yet messages and so not in
+/// `queue_max_kbytes`: at most `cap` in total (each file also at most `max_line_bytes`).
+/// Past it, an unfinished line or event keeps what it holds and is shipped cut and marked
+/// like a long line, so memory stays bounded however many files end mid-line or mid-event.
+/// Charged once per read that ends mid-line, never per complete line (a joined event: once
+/// per line joined, only for entries with `multiline`).
 #[derive(Debug, Clone)]
 pub struct HeldBack {
     held: Arc<AtomicUsize>,
@@ -34,7 +36,7 @@ impl HeldBack {
     }
 
     /// Takes up to `want` bytes; returns how many were granted.
-    fn take(&self, want: usize) -> usize {
+    pub(super) fn take(&self, want: usize) -> usize {
         let mut granted = 0;
         let _ = self
             .held
@@ -45,7 +47,7 @@ impl HeldBack {
         granted
     }
 
-    fn give_back(&self, n: usize) {
+    pub(super) fn give_back(&self, n: usize) {
         if n > 0 {
             self.held.fetch_sub(n, Ordering::Relaxed);
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use regex::bytes::Regex;
 
-use super::lines::Line;
+use super::lines::{HeldBack, Line};
 use crate::collect_config::{Multiline, MultilineRule};
 
 /// The event being assembled, in the shape of a [`Line`] that owns its bytes.
@@ -25,6 +25,8 @@ struct Event {
     bytes: Vec<u8>,
     lines: usize,
     truncated: bool,
+    /// Cut at the byte bound: later lines add nothing, or the event would have a gap.
+    full: bool,
     updated: Instant,
 }
 
@@ -38,6 +40,17 @@ pub struct MultilineJoiner {
     max_bytes: usize,
     timeout: Duration,
     pending: Option<Event>,
+    /// The bound shared with every file's unfinished lines; the pending event's bytes are
+    /// charged to it.
+    budget: Option<HeldBack>,
+}
+
+impl Drop for MultilineJoiner {
+    fn drop(&mut self) {
+        if let (Some(b), Some(e)) = (&self.budget, &self.pending) {
+            b.give_back(e.bytes.len());
+        }
+    }
 }
 
 impl MultilineJoiner {
@@ -55,7 +68,16 @@ impl MultilineJoiner {
             max_bytes: max_bytes.max(1),
             timeout: Duration::from_millis(config.timeout_ms),
             pending: None,
+            budget: None,
         })
+    }
+
+    /// Like [`MultilineJoiner::new`], the event being joined counted in `budget` (the bound
+    /// on unfinished lines): past it the event is cut and marked.
+    pub fn bounded(config: &Multiline, max_bytes: usize, budget: HeldBack) -> Option<Self> {
+        let mut j = MultilineJoiner::new(config, max_bytes)?;
+        j.budget = Some(budget);
+        Some(j)
     }
 
     /// Adds one line; calls `emit` for an event it completes.
@@ -68,8 +90,15 @@ impl MultilineJoiner {
             None => false,
         };
         if let (true, Some(e)) = (continues, self.pending.as_mut()) {
-            let room = self.max_bytes.saturating_sub(e.bytes.len());
             let wanted = 1 + line.bytes.len();
+            let room = if e.full {
+                0
+            } else {
+                grant(
+                    &self.budget,
+                    self.max_bytes.saturating_sub(e.bytes.len()).min(wanted),
+                )
+            };
             if wanted <= room {
                 e.bytes.push(b'\n');
                 e.bytes.extend_from_slice(line.bytes);
@@ -79,6 +108,7 @@ impl MultilineJoiner {
                 joined.extend_from_slice(line.bytes);
                 e.bytes.extend_from_slice(&joined[..room]);
                 e.truncated = true;
+                e.full = true;
             }
             e.truncated |= line.truncated;
             e.end = line.end;
@@ -87,12 +117,15 @@ impl MultilineJoiner {
             return;
         }
         self.flush(&mut emit);
+        let room = grant(&self.budget, line.bytes.len());
+        let full = room < line.bytes.len();
         self.pending = Some(Event {
             offset: line.offset,
             end: line.end,
-            bytes: line.bytes.to_vec(),
+            bytes: line.bytes[..room].to_vec(),
             lines: 1,
-            truncated: line.truncated,
+            truncated: line.truncated || full,
+            full,
             updated: Instant::now(),
         });
     }
@@ -100,6 +133,9 @@ impl MultilineJoiner {
     /// Ships the event being assembled, if any.
     pub fn flush(&mut self, mut emit: impl FnMut(Line<'_>)) {
         if let Some(e) = self.pending.take() {
+            if let Some(b) = &self.budget {
+                b.give_back(e.bytes.len());
+            }
             emit(Line {
                 offset: e.offset,
                 end: e.end,
@@ -115,6 +151,14 @@ impl MultilineJoiner {
         self.pending
             .as_ref()
             .map(|e| self.timeout.saturating_sub(e.updated.elapsed()))
+    }
+}
+
+/// Up to `want` bytes of room that `budget` grants (all of it without a budget).
+fn grant(budget: &Option<HeldBack>, want: usize) -> usize {
+    match budget {
+        Some(b) => b.take(want),
+        None => want,
     }
 }
 
@@ -232,6 +276,60 @@ mod tests {
         assert_eq!(events[0].2, "2026-abcd\n");
         assert!(events[0].3, "cut at max bytes and marked");
         assert_eq!(events[0].1, 17, "but the offset still covers every line");
+    }
+
+    #[test]
+    fn events_being_joined_share_the_bound_of_unfinished_lines() {
+        let budget = HeldBack::new(18);
+        let mut a = MultilineJoiner::bounded(&config(100), 1 << 20, budget.clone()).unwrap();
+        let mut b = MultilineJoiner::bounded(&config(100), 1 << 20, budget.clone()).unwrap();
+        let line = |offset, end, bytes| Line {
+            offset,
+            end,
+            bytes,
+            truncated: false,
+        };
+        let none = |_: Line<'_>| panic!("nothing completes yet");
+        let mut shipped = Vec::new();
+        // a's event is being joined: its 12 bytes are held in the shared bound
+        a.push(line(0, 6, b"2026-"), none);
+        a.push(line(6, 13, b"at one"), none);
+        assert_eq!(budget.held(), 12);
+        // b's event gets the 6 bytes left: cut there and marked, and nothing is added
+        // after the cut even once room is back (the event would have a gap)
+        b.push(line(0, 6, b"2026-"), none);
+        b.push(line(6, 13, b"at two"), none);
+        assert_eq!(budget.held(), 18, "the bound is never exceeded");
+        a.flush(|e| shipped.push((e.bytes.to_vec(), e.truncated)));
+        assert_eq!(
+            budget.held(),
+            6,
+            "a's event is shipped, its bytes given back"
+        );
+        b.push(line(13, 22, b"at three"), none);
+        assert_eq!(budget.held(), 6);
+        b.push(line(22, 28, b"2027-"), |e| {
+            assert_eq!(
+                (e.offset, e.end),
+                (0, 22),
+                "the offsets still cover every line"
+            );
+            shipped.push((e.bytes.to_vec(), e.truncated));
+        });
+        assert_eq!(
+            shipped,
+            [
+                (b"2026-\nat one".to_vec(), false),
+                (b"2026-\n".to_vec(), true)
+            ]
+        );
+        assert_eq!(budget.held(), 5, "b's next event holds its first line");
+        drop(b);
+        assert_eq!(
+            budget.held(),
+            0,
+            "a file closed mid-event gives its bytes back"
+        );
     }
 
     #[test]

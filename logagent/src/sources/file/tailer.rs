@@ -188,7 +188,8 @@ impl Tailer {
 
     fn joiner(&self) -> Option<MultilineJoiner> {
         let m = self.multiline.as_ref()?;
-        MultilineJoiner::new(m, self.ctx.settings.max_line_bytes)
+        let s = &self.ctx.settings;
+        MultilineJoiner::bounded(m, s.max_line_bytes, s.held_back.clone())
     }
 
     /// Runs until cancelled or until the path is gone and drained.
