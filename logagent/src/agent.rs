@@ -209,15 +209,18 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
     // The shipper's retry policy exists before the sink, which reports failed deliveries
     // into it; the shipper then starts it with the sink to produce them again.
     let retries = Retries::new(Arc::clone(&metrics));
-    let sink = Arc::new(KafkaSink::new(
-        &config.kafka.brokers(),
-        &config.kafka.compression,
-        config.kafka.linger_ms,
-        config.kafka.message_max_bytes,
-        &limit,
-        Arc::clone(&metrics),
-        retries.reports(),
-    )?);
+    let sink = Arc::new(
+        KafkaSink::new(
+            &config.kafka.brokers(),
+            &config.kafka.compression,
+            config.kafka.linger_ms,
+            config.kafka.message_max_bytes,
+            &limit,
+            Arc::clone(&metrics),
+            retries.reports(),
+        )?
+        .with_event_id_header(config.kafka.event_id_header),
+    );
     let host = config.agent.host_name();
     let chunks =
         ChunkPool::with_message_limit(config.agent.worker_threads, config.kafka.message_max_bytes);

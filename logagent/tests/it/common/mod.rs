@@ -42,6 +42,8 @@ pub fn config(dir: &Path, kafka: &str, etcd: &str) -> LocalConfig {
 /// Writes a TOML config for the agent binary: `kafka` and `etcd`, state in `dir/data`,
 /// `logs` as the allowed directory, /metrics on `metrics_port`, quick polling. `extra_agent`
 /// is appended to the `[agent]` section (`key = value` lines).
+/// The binary tests also send the event id as a header (off by default), so that the
+/// header path is covered by a test.
 pub fn write_conf(
     dir: &Path,
     kafka: &str,
@@ -54,7 +56,7 @@ pub fn write_conf(
     std::fs::write(
         &conf,
         format!(
-            "[kafka]\naddress = \"{kafka}\"\nlinger_ms = 1\n[etcd]\naddress = \"{etcd}\"\ntimeout = 2\n\
+            "[kafka]\naddress = \"{kafka}\"\nlinger_ms = 1\nevent_id_header = true\n[etcd]\naddress = \"{etcd}\"\ntimeout = 2\n\
              collect_log_key = \"/logagent/{{ip}}/collect_config\"\n\
              [agent]\ndata_dir = \"{}\"\nallowed_paths = \"{}/**\"\nmetrics_address = \"127.0.0.1:{metrics_port}\"\n\
              hostname = \"{HOST}\"\nip = \"{IP}\"\npoll_interval_ms = 20\nscan_interval_ms = 100\n{extra_agent}",
