@@ -665,18 +665,9 @@ impl Tailer {
         open: &mut Open,
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
-        if let Some(joiner) = open.joiner.as_mut()
-            && joiner.due_in().is_some()
-        {
+        if open.joiner.as_ref().is_some_and(|j| j.due_in().is_some()) {
             let mut chunk = self.lease(cancel).await?;
-            let chunk = &mut *chunk;
-            let ts = chunk.batch.start();
-            let key = &open.event_key;
-            joiner.flush(|l| chunk.batch.push(&self.encoder, key, &ts, l));
-            self.ctx
-                .shipper
-                .ship(&open.acks, self.to(), &chunk.batch, cancel)
-                .await?;
+            self.ship_joined(open, &mut chunk, cancel).await?;
         }
         self.wait_acknowledged(open, cancel).await
     }
@@ -723,12 +714,22 @@ impl Tailer {
         chunk: &mut ChunkLease,
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
+        if open.joiner.as_ref().and_then(|j| j.due_in()) != Some(Duration::ZERO) {
+            return Ok(());
+        }
+        self.ship_joined(open, chunk, cancel).await
+    }
+
+    /// Ships the multi-line event being joined, whatever its timeout says.
+    async fn ship_joined(
+        &self,
+        open: &mut Open,
+        chunk: &mut ChunkLease,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
         let Some(joiner) = open.joiner.as_mut() else {
             return Ok(());
         };
-        if joiner.due_in() != Some(Duration::ZERO) {
-            return Ok(());
-        }
         let chunk = &mut **chunk;
         let ts = chunk.batch.start();
         let key = &open.event_key;
