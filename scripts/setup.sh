@@ -45,6 +45,12 @@ declare -A DEB_PROBES=(
   [/usr/bin/jq]=jq
   [/usr/bin/hyperfine]=hyperfine
   [/usr/bin/time]=time
+  # Secure-transport tests: throw-away certificates, a TLS-terminating proxy in front of
+  # the Kafka-protocol broker, and rdkafka's ssl feature (links the system OpenSSL).
+  [/usr/bin/openssl]=openssl
+  [/usr/bin/stunnel4]=stunnel4
+  [/usr/sbin/nginx]=nginx-light
+  [/usr/include/openssl/ssl.h]=libssl-dev
 )
 missing=()
 for probe in "${!DEB_PROBES[@]}"; do

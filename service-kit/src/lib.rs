@@ -12,6 +12,7 @@
 //! - [`host`]: host name, primary IP and `{ip}`/`{hostname}` key templates.
 //! - [`backoff`]: the one exponential backoff (with jitter) every retry loop uses.
 //! - [`ack_window`]: out-of-order acknowledgements, in-order commits (read offsets).
+//! - [`secret`]: passwords and keys that never print, read inline, from a `*_file` or the env.
 
 pub mod ack_window;
 pub mod background;
@@ -24,6 +25,7 @@ pub mod host;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod metrics;
+pub mod secret;
 pub mod shutdown;
 
 /// Splits a comma-separated list as the INI files write them (`"a, b,c"`), dropping empty items.

@@ -9,6 +9,7 @@
 //! | [`Influx`] | InfluxDB 1.6 (Debian `influxdb`) | the metrics store |
 //! | [`Prometheus`] | Prometheus 2.42 (Debian `prometheus`) | the metrics scraper |
 //! | [`FaultProxy`] | an HTTP proxy of ours | whole-request 429/5xx, refusals, delays |
+//! | [`TestPki`] | certificates made by `openssl` | a CA, server and client certificates, an untrusted CA |
 //!
 //! `start()` panics with the server's own log and the fix (`scripts/setup.sh`) when the server
 //! cannot start; `try_start()` returns the same as an error. A missing binary is a failure,
@@ -27,6 +28,7 @@ mod fault_proxy;
 mod http;
 mod influx;
 mod kafka;
+mod pki;
 mod process;
 mod program;
 mod prometheus;
@@ -38,6 +40,7 @@ pub use fault_proxy::{Fault, FaultProxy};
 pub use http::{HttpResponse, http_request, scrape_metric};
 pub use influx::Influx;
 pub use kafka::Kafka;
+pub use pki::TestPki;
 pub use process::free_port;
 pub use program::{stderr_summary, terminate};
 pub use prometheus::Prometheus;
