@@ -25,7 +25,7 @@ pub mod host;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod metrics;
-pub mod secret;
+pub use secure_transport::secret;
 pub mod shutdown;
 
 /// Splits a comma-separated list as the INI files write them (`"a, b,c"`), dropping empty items.

@@ -1,0 +1,9 @@
+//! Talking to secured servers, shared by every client of the pipeline (the logger's Kafka
+//! output included, which is why this crate sits below `logger` and `service-kit`):
+//!
+//! - [`secret`]: passwords, API keys and tokens that never print, read inline, from a
+//!   `*_file` key or the environment.
+
+pub mod secret;
+
+pub use secret::{Secret, SecretError};
