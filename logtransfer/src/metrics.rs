@@ -70,6 +70,8 @@ pub struct Metrics {
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     /// 1 while consumption is paused because the sink is full (Elasticsearch slow or down).
     pub paused: Gauge,
+    /// Offset commits the broker refused or that failed in transit (each is retried).
+    pub commit_failures: Counter,
     /// The partitions `consumer_lag` currently has series for.
     pub lag_partitions: Arc<Mutex<HashSet<PartitionLabels>>>,
 }
@@ -91,6 +93,7 @@ impl Default for Metrics {
             ]),
             consumer_lag: Family::default(),
             paused: Gauge::default(),
+            commit_failures: Counter::default(),
             lag_partitions: Arc::default(),
         }
     }
@@ -155,6 +158,11 @@ impl Metrics {
             "paused",
             "1 while consumption is paused by back-pressure",
             self.paused.clone(),
+        );
+        r.register(
+            "commit_failures",
+            "Offset commits that failed (retried with backoff; a failure of the last one at shutdown is an error)",
+            self.commit_failures.clone(),
         );
     }
 }

@@ -111,7 +111,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         sink_cancel.cancel();
         let _ = sink_task.await;
     }
-    source.commit(true);
+    let committed = source.commit_final(grace).await;
+    if let Err(e) = &committed {
+        log::error!("{e}");
+    }
     log::info!(
         "stopped: {} records consumed, {} indexed, {} dead-lettered",
         metrics.consumed.get(),
@@ -119,5 +122,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         metrics.dead_lettered.get()
     );
     consumed?;
+    committed?;
     Ok(())
 }

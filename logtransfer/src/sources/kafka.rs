@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use rdkafka::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +20,7 @@ use crate::acks::OffsetTracker;
 use crate::config::KafkaConfig;
 use crate::event::{DocKey, EVENT_ID_HEADER, Event};
 use crate::metrics::{Metrics, PartitionLabels};
+use crate::sources::offset_commit::{self, PeriodicCommits, to_tpl};
 
 /// The consumer could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,18 @@ pub enum SourceError {
     Create {
         /// `[kafka] address`.
         brokers: String,
+        /// `[kafka] group_id`.
+        group: String,
+        /// The cause.
+        source: Box<rdkafka::error::KafkaError>,
+    },
+    /// The last commit, at shutdown, failed (after retries).
+    #[error(
+        "cannot commit offsets {offsets} for group {group:?} at shutdown: {source}; the records after them will be read again at the next start (onto the same documents: no duplicates); check the broker and the group's authorizations"
+    )]
+    FinalCommit {
+        /// `topic/partition@offset, ...`.
+        offsets: String,
         /// `[kafka] group_id`.
         group: String,
         /// The cause.
@@ -140,15 +153,6 @@ fn create_consumer(
     })
 }
 
-fn to_tpl(list: &[(Arc<str>, i32, i64)]) -> TopicPartitionList {
-    let mut tpl = TopicPartitionList::new();
-    for (t, p, next) in list {
-        // Adding an offset to a fresh list cannot fail.
-        let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*next));
-    }
-    tpl
-}
-
 /// How long the sink may stay full before the partitions are paused.
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
 
@@ -193,10 +197,11 @@ fn set_paused(consumer: &TransferConsumer, pause: bool) {
 /// A consumer group member: consumes, pauses while the pipeline is full, and commits what
 /// the acknowledgement window says is settled.
 pub struct KafkaSource {
-    consumer: TransferConsumer,
+    consumer: Arc<TransferConsumer>,
     tracker: Arc<OffsetTracker>,
     metrics: Metrics,
     commit_interval: Duration,
+    group: String,
 }
 
 impl KafkaSource {
@@ -208,28 +213,36 @@ impl KafkaSource {
         metrics: Metrics,
     ) -> Result<Self, SourceError> {
         Ok(Self {
-            consumer: create_consumer(config, tracker.clone())?,
+            consumer: Arc::new(create_consumer(config, tracker.clone())?),
             tracker,
             metrics,
             commit_interval: Duration::from_millis(config.commit_interval_ms.max(10)),
+            group: config.group_id.clone(),
         })
     }
 
-    /// Commits what is settled. `sync` for the last commit before exit.
-    pub fn commit(&self, sync: bool) {
-        let (consumer, tracker, metrics) = (&self.consumer, &self.tracker, &self.metrics);
-        let list = tracker.to_commit();
-        if !list.is_empty() {
-            let mode = if sync {
-                CommitMode::Sync
-            } else {
-                CommitMode::Async
-            };
-            match consumer.commit(&to_tpl(&list), mode) {
-                Ok(()) => tracker.mark_committed(&list),
-                Err(e) => log::warn!("offset commit failed: {e}; retrying at the next interval"),
-            }
-        }
+    /// The last commit, after [`run`](Self::run) returned and the sink settled what it
+    /// could: commits what is settled synchronously, retrying failures for at most `within`.
+    /// An error says which offsets are not committed (their records will be read again).
+    pub async fn commit_final(&self, within: Duration) -> Result<(), SourceError> {
+        let result = offset_commit::commit_final(
+            &self.consumer,
+            &self.tracker,
+            &self.metrics.commit_failures,
+            within,
+        )
+        .await;
+        self.update_lag_metrics();
+        result.map_err(|(list, source)| SourceError::FinalCommit {
+            offsets: offset_commit::describe(&list),
+            group: self.group.clone(),
+            source: Box::new(source),
+        })
+    }
+
+    /// `consumer_lag` per partition from the tracker.
+    fn update_lag_metrics(&self) {
+        let (tracker, metrics) = (&self.tracker, &self.metrics);
         let mut current = std::collections::HashSet::new();
         for (topic, partition, lag) in tracker.lag() {
             let labels = PartitionLabels {
@@ -258,7 +271,13 @@ impl KafkaSource {
         output: mpsc::Sender<T>,
         stop: CancellationToken,
     ) -> Result<(), SourceError> {
-        let consumer = &self.consumer;
+        let consumer = &*self.consumer;
+        let mut commits = PeriodicCommits::new(
+            self.consumer.clone(),
+            self.tracker.clone(),
+            self.metrics.commit_failures.clone(),
+            self.commit_interval,
+        );
         let initial = topics.borrow_and_update().clone();
         subscribe(consumer, &initial)?;
         log::info!("consuming topics {initial:?}");
@@ -268,7 +287,7 @@ impl KafkaSource {
         let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
         let mut commit_tick = tokio::time::interval(self.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        'consume: loop {
             while let Some(doc) = backlog.pop_front() {
                 match output.try_send(doc) {
                     Ok(()) => {}
@@ -276,7 +295,7 @@ impl KafkaSource {
                         backlog.push_front(doc);
                         break;
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+                    Err(mpsc::error::TrySendError::Closed(_)) => break 'consume,
                 }
             }
             let full = !backlog.is_empty();
@@ -316,7 +335,11 @@ impl KafkaSource {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
-                _ = commit_tick.tick() => self.commit(false),
+                _ = commit_tick.tick() => {
+                    commits.tick();
+                    self.update_lag_metrics();
+                }
+                _ = commits.finished(), if commits.in_flight() => {}
                 changed = topics.changed() => {
                     if changed.is_err() {
                         continue;
@@ -333,7 +356,7 @@ impl KafkaSource {
                             permit.send(doc);
                         }
                     }
-                    Err(_) => return Ok(()),
+                    Err(_) => break 'consume,
                 },
                 _ = tokio::time::sleep_until(pause_at), if full && !paused => {}
                 msg = consumer.recv(), if read => match msg {
@@ -371,6 +394,8 @@ impl KafkaSource {
             }
         }
         // Whatever is still in the backlog is not sent: it stays uncommitted and is replayed.
+        // A periodic commit still in flight lands before the final one.
+        commits.settle().await;
         Ok(())
     }
 }

@@ -2,3 +2,4 @@
 
 pub mod etcd_topics;
 pub mod kafka;
+mod offset_commit;
