@@ -84,8 +84,11 @@ pub struct OffsetTracker {
 }
 
 impl OffsetTracker {
-    /// A record was read (called in offset order per partition).
-    pub fn register(&self, topic: &Arc<str>, partition: i32, offset: i64) {
+    /// A record was read (called in offset order per partition). Returns how many records
+    /// of the partition are now pending: read and not yet committable, acknowledged ones
+    /// behind an unacknowledged one included (the window's length, what its memory grows
+    /// with).
+    pub fn register(&self, topic: &Arc<str>, partition: i32, offset: i64) -> usize {
         let mut parts = self.parts.lock();
         let state = match parts.entry((topic.clone(), partition)) {
             Entry::Vacant(entry) => entry.insert(PartitionState::starting_at(offset)),
@@ -103,6 +106,17 @@ impl OffsetTracker {
             }
         };
         state.window.register(record_position(offset));
+        state.window.len()
+    }
+
+    /// Records of a partition read and not yet committable (see [`register`](Self::register));
+    /// `None` when the partition is not tracked (revoked, or nothing read yet).
+    pub fn pending(&self, topic: &str, partition: i32) -> Option<usize> {
+        let parts = self.parts.lock();
+        parts
+            .iter()
+            .find(|((t, p), _)| &**t == topic && *p == partition)
+            .map(|(_, s)| s.window.len())
     }
 
     /// Offsets to commit now: `(topic, partition, next offset)` where it moved.
@@ -190,6 +204,11 @@ mod tests {
         assert!(t.to_commit().is_empty());
         t.ack(&[key(0, 6), key(0, 8)]);
         assert!(t.to_commit().is_empty(), "5 is not settled");
+        assert_eq!(
+            t.pending("t", 0),
+            Some(5),
+            "acknowledged records behind 5 count"
+        );
         t.ack(&[key(0, 5)]);
         assert_eq!(t.to_commit(), vec![(topic.clone(), 0, 7)]);
         t.mark_committed(&t.to_commit());

@@ -56,6 +56,11 @@ pub struct KafkaConfig {
     pub fetch_queue_kbytes: u64,
     /// How often the acknowledged offsets are committed.
     pub commit_interval_ms: u64,
+    /// Records of one partition read and not yet committable (acknowledged ones waiting
+    /// behind an unsettled one included) beyond which fetching that partition pauses until
+    /// half of them are settled: bounds the memory a record stuck in per-item retry makes
+    /// the partition hold (the rest of the partition flows past it). Nothing is dropped.
+    pub max_pending_per_partition: usize,
 }
 
 impl Default for KafkaConfig {
@@ -67,6 +72,7 @@ impl Default for KafkaConfig {
             session_timeout_ms: 10_000,
             fetch_queue_kbytes: 8 * 1024,
             commit_interval_ms: 1_000,
+            max_pending_per_partition: 50_000,
         }
     }
 }

@@ -70,6 +70,9 @@ pub struct Metrics {
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     /// 1 while consumption is paused because the sink is full (Elasticsearch slow or down).
     pub paused: Gauge,
+    /// Partitions whose fetching is paused because too many of their records wait behind
+    /// an unsettled one (`[kafka] max_pending_per_partition`).
+    pub paused_partitions: Gauge,
     /// Offset commits the broker refused or that failed in transit (each is retried).
     pub commit_failures: Counter,
     /// The partitions `consumer_lag` currently has series for.
@@ -94,6 +97,7 @@ impl Default for Metrics {
             consumer_lag: Family::default(),
             paused: Gauge::default(),
             commit_failures: Counter::default(),
+            paused_partitions: Gauge::default(),
             lag_partitions: Arc::default(),
         }
     }
@@ -158,6 +162,11 @@ impl Metrics {
             "paused",
             "1 while consumption is paused by back-pressure",
             self.paused.clone(),
+        );
+        r.register(
+            "paused_partitions",
+            "Partitions paused because max_pending_per_partition records wait behind an unsettled one",
+            self.paused_partitions.clone(),
         );
         r.register(
             "commit_failures",

@@ -21,6 +21,7 @@ use crate::config::KafkaConfig;
 use crate::event::{DocKey, EVENT_ID_HEADER, Event};
 use crate::metrics::{Metrics, PartitionLabels};
 use crate::sources::offset_commit::{self, PeriodicCommits, to_tpl};
+use crate::sources::partition_holds::PartitionHolds;
 
 /// The consumer could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,8 @@ struct TrackingContext {
     tracker: Arc<OffsetTracker>,
     /// Whether the consume loop wants its partitions paused (see [`set_paused`]).
     paused: AtomicBool,
+    /// Partitions paused on their own: too many records wait behind an unsettled one.
+    holds: PartitionHolds,
 }
 
 impl ClientContext for TrackingContext {}
@@ -120,6 +123,7 @@ impl ConsumerContext for TrackingContext {
         }
         for (t, p) in leaving {
             self.tracker.revoke(&t, p);
+            self.holds.forget(&t, p);
         }
     }
 }
@@ -145,6 +149,7 @@ fn create_consumer(
     cc.create_with_context(TrackingContext {
         tracker,
         paused: AtomicBool::new(false),
+        holds: PartitionHolds::default(),
     })
     .map_err(|source| SourceError::Create {
         brokers: config.address.clone(),
@@ -184,7 +189,8 @@ fn set_paused(consumer: &TransferConsumer, pause: bool) {
     let r = if pause {
         consumer.pause(&assignment)
     } else {
-        consumer.resume(&assignment)
+        // A partition held for its own reason stays paused.
+        consumer.resume(&consumer.context().holds.without_held(&assignment))
     };
     if let Err(e) = r {
         log::warn!(
@@ -202,6 +208,7 @@ pub struct KafkaSource {
     metrics: Metrics,
     commit_interval: Duration,
     group: String,
+    max_pending_per_partition: usize,
 }
 
 impl KafkaSource {
@@ -218,6 +225,7 @@ impl KafkaSource {
             metrics,
             commit_interval: Duration::from_millis(config.commit_interval_ms.max(10)),
             group: config.group_id.clone(),
+            max_pending_per_partition: config.max_pending_per_partition.max(1),
         })
     }
 
@@ -338,6 +346,14 @@ impl KafkaSource {
                 _ = commit_tick.tick() => {
                     commits.tick();
                     self.update_lag_metrics();
+                    let holds = &consumer.context().holds;
+                    holds.release_settled(
+                        consumer,
+                        &self.tracker,
+                        self.max_pending_per_partition,
+                        paused,
+                    );
+                    self.metrics.paused_partitions.set(holds.len() as i64);
                 }
                 _ = commits.finished(), if commits.in_flight() => {}
                 changed = topics.changed() => {
@@ -369,7 +385,13 @@ impl KafkaSource {
                                 t
                             }
                         };
-                        self.tracker.register(&topic, msg.partition(), msg.offset());
+                        let pending = self.tracker.register(&topic, msg.partition(), msg.offset());
+                        if pending >= self.max_pending_per_partition {
+                            let holds = &consumer.context().holds;
+                            if holds.hold(consumer, &topic, msg.partition(), pending) {
+                                self.metrics.paused_partitions.set(holds.len() as i64);
+                            }
+                        }
                         self.metrics.consumed.inc();
                         backlog.push_back(prepare(Event {
                             key: DocKey {

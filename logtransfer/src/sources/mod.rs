@@ -3,3 +3,4 @@
 pub mod etcd_topics;
 pub mod kafka;
 mod offset_commit;
+mod partition_holds;

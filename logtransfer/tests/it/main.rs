@@ -18,3 +18,4 @@ mod hostile;
 mod kafka_outage;
 mod kibana_objects;
 mod pipeline;
+mod stuck_record;
