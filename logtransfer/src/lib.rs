@@ -32,6 +32,7 @@ pub use topology::run;
 use crate::sinks::dead_letter::DeadLetterError;
 use crate::sinks::elasticsearch::encoder::IndexTemplateError;
 use crate::sinks::elasticsearch::service::ServiceError;
+use crate::sinks::elasticsearch::template::TemplateError;
 use crate::sources::kafka::SourceError;
 
 /// Why logtransfer could not run.
@@ -46,7 +47,11 @@ pub enum Error {
     /// The dead-letter producer could not be built.
     #[error(transparent)]
     DeadLetter(#[from] DeadLetterError),
-    /// The consumer could not be built or subscribed.
+    /// The index template or lifecycle policy cannot be installed, or its settings cannot
+    /// work.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// The consumer could not be built or subscribed, or the last commit failed.
     #[error(transparent)]
     Source(#[from] SourceError),
     /// `/metrics` could not listen.

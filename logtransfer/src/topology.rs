@@ -30,7 +30,9 @@ use crate::sources::kafka::KafkaSource;
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let stop = shutdown.token();
     let index = IndexName::parse(&config.es.index)?;
-    let pattern = index.pattern();
+    // Checked before anything starts: a configuration that cannot work is an error now.
+    let installation = template::plan(&config.es, &index)?;
+    let op_type = config.es.effective_op_type();
     let metrics = Metrics::default();
     if !config.transfer.metrics_address.is_empty() {
         let mut registry = Registry::default();
@@ -48,9 +50,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         ElasticsearchService::new(&config.es)?
             .with_error_counter(metrics.es_request_errors.clone()),
     );
-    if config.es.install_template
-        && !template::install(&service, &config.es.template_name, &pattern, &stop).await
-    {
+    if config.es.install_template && !template::install(&service, &installation, &stop).await? {
         return Ok(());
     }
     let dead_letter = Arc::new(DeadLetter::new(
@@ -88,11 +88,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         acker: tracker.clone(),
         metrics: metrics.clone(),
         batch: config.batch.clone(),
-        op_type: config.es.op_type,
+        op_type,
         cancel: sink_cancel.clone(),
     });
     let mut prepare = Prepare::new(index)
-        .with_op_type(config.es.op_type)
+        .with_op_type(op_type)
         .with_invalid_id_counter(metrics.event_id_invalid.clone());
     let (tx, rx) = mpsc::channel(config.batch.max_docs.max(1) * 2);
     let mut sink_task = tokio::spawn(sink::run(sink_ctx, rx));

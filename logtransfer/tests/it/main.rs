@@ -8,6 +8,7 @@ mod binary;
 mod common;
 mod crash;
 mod credentials;
+mod data_stream;
 mod dedup;
 mod end_to_end;
 mod es_faults;

@@ -34,6 +34,26 @@ pub struct ElasticsearchConfig {
     /// The `_bulk` action: `index` (a replay overwrites the document) or `create` (a
     /// document whose `_id` exists is left alone, and the 409 means "already indexed").
     pub op_type: OpType,
+    // Data streams and their lifecycle (see `template.rs`).
+    /// Write into data streams: each name `index` makes is a data stream (so it has no
+    /// `%Y %m %d %H`: rollover replaces dated names), documents go with the `create` action
+    /// whatever `op_type` says (data streams take no other), and the installed index template
+    /// has `data_stream: {}`.
+    pub data_stream: bool,
+    /// Priority of the installed index template: above 500 so that it wins over
+    /// Elasticsearch's built-in templates (`logs-*-*` at 100) and Fleet's (200); two
+    /// templates whose patterns overlap may not share a priority.
+    pub template_priority: u32,
+    /// ILM policy installed on start and named in the template (`index.lifecycle.name`);
+    /// empty for none. Needs `data_stream = true`.
+    pub lifecycle_policy: String,
+    /// The policy rolls the write index over at this age (`1d`, `12h`); empty for no age
+    /// condition.
+    pub rollover_max_age: String,
+    /// ... or when its primary shard reaches this size (`50gb`); empty for no size condition.
+    pub rollover_max_primary_shard_size: String,
+    /// The policy deletes a backing index this many days after its rollover; 0 keeps it.
+    pub delete_after_days: u32,
 }
 
 /// `[es] op_type`: how a document whose `_id` already exists is treated.
@@ -45,6 +65,17 @@ pub enum OpType {
     Index,
     /// Keep it: the 409 version conflict is a success, counted as a duplicate.
     Create,
+}
+
+impl ElasticsearchConfig {
+    /// The `_bulk` action actually written: `create` for data streams, else `op_type`.
+    pub fn effective_op_type(&self) -> OpType {
+        if self.data_stream {
+            OpType::Create
+        } else {
+            self.op_type
+        }
+    }
 }
 
 impl OpType {
@@ -72,6 +103,12 @@ impl Default for ElasticsearchConfig {
             install_template: true,
             template_name: "logtransfer".into(),
             op_type: OpType::Index,
+            data_stream: false,
+            template_priority: 501,
+            lifecycle_policy: String::new(),
+            rollover_max_age: "1d".into(),
+            rollover_max_primary_shard_size: "50gb".into(),
+            delete_after_days: 30,
         }
     }
 }
@@ -96,6 +133,15 @@ impl std::fmt::Debug for ElasticsearchConfig {
             .field("install_template", &self.install_template)
             .field("template_name", &self.template_name)
             .field("op_type", &self.op_type)
+            .field("data_stream", &self.data_stream)
+            .field("template_priority", &self.template_priority)
+            .field("lifecycle_policy", &self.lifecycle_policy)
+            .field("rollover_max_age", &self.rollover_max_age)
+            .field(
+                "rollover_max_primary_shard_size",
+                &self.rollover_max_primary_shard_size,
+            )
+            .field("delete_after_days", &self.delete_after_days)
             .finish()
     }
 }

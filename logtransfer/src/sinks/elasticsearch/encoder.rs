@@ -125,6 +125,27 @@ impl IndexName {
         out.to_lowercase()
     }
 
+    /// Every name the template can make: each placeholder becomes `*` (`logs-{topic}-default`
+    /// -> `logs-*-default`), the data streams' index pattern.
+    pub fn full_pattern(&self) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => out.push_str(s),
+                _ if out.ends_with('*') => {}
+                _ => out.push('*'),
+            }
+        }
+        out.to_lowercase()
+    }
+
+    /// Whether names depend on the record's time (`%Y %m %d %H`).
+    pub fn has_time(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| !matches!(p, Part::Lit(_) | Part::Topic))
+    }
+
     /// The index of a record of `topic` written at `ts`. Elasticsearch wants lowercase.
     pub fn render(&mut self, topic: &Arc<str>, ts: DateTime<Utc>) -> Arc<str> {
         let hour_key = ts.timestamp().div_euclid(3600);

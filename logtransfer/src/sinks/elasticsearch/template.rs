@@ -1,5 +1,16 @@
-//! The index template installed on start: ECS-compatible mappings for every index the
-//! `[es] index` name template can produce, and its installation.
+//! What is installed on start: the index template (ECS-compatible mappings for every index
+//! or data stream the `[es] index` name template can produce) and, for data streams, an
+//! optional ILM lifecycle policy; and their installation.
+//!
+//! Written from the Elasticsearch reference (composable `_index_template` with
+//! `data_stream: {}`, `_ilm/policy`), not tried against a live Elasticsearch here: the ES
+//! API server of the tests has neither data streams nor ILM (see the README).
+//!
+//! Priority: Elasticsearch ships templates for `logs-*-*` (priority 100; Fleet's are 200)
+//! that would make `logs-web-2026.11.25` or `logs-web-default` a data stream with their
+//! mappings. Ours is above 500 by default (`[es] template_priority`), as the reference
+//! advises, so it is the one applied; two templates whose patterns overlap may not share a
+//! priority, which Elasticsearch refuses with a 400, reported at start.
 
 use std::time::Duration;
 
@@ -7,14 +18,136 @@ use serde_json::{Value, json};
 use service_kit::backoff::Backoff;
 use tokio_util::sync::CancellationToken;
 
-use super::service::ElasticsearchService;
+use super::config::ElasticsearchConfig;
+use super::encoder::IndexName;
+use super::service::{ElasticsearchService, RequestError};
 
-/// The `_index_template` body for indices matching `pattern` (e.g. `logs-*`).
+/// The configuration cannot work, or Elasticsearch refused what must be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// A data stream name that changes with time.
+    #[error(
+        "[es] data_stream = true but [es] index {index:?} has a time specifier (%Y %m %d %H): a data stream is one name whose backing indices roll over by themselves; use a fixed name such as \"logs-{{topic}}-default\""
+    )]
+    DatedDataStream {
+        /// `[es] index`.
+        index: String,
+    },
+    /// A lifecycle policy for plain indices.
+    #[error(
+        "[es] lifecycle_policy {policy:?} needs [es] data_stream = true: its rollover works on data streams (dated indices have no write alias); set data_stream = true or empty lifecycle_policy"
+    )]
+    LifecycleWithoutDataStream {
+        /// `[es] lifecycle_policy`.
+        policy: String,
+    },
+    /// Elasticsearch refused the template or the policy (not "not up yet", which is retried).
+    #[error("cannot install {what}: {source}; {hint}")]
+    Refused {
+        /// `index template "logtransfer" (pattern logs-*-default)`, `lifecycle policy "..."`.
+        what: String,
+        /// Elasticsearch's answer.
+        source: Box<RequestError>,
+        /// What to check.
+        hint: String,
+    },
+}
+
+/// One `PUT` of the installation.
+#[derive(Debug, Clone)]
+pub struct Install {
+    /// What it is, for messages: `index template "logtransfer" (pattern logs-*)`.
+    pub what: String,
+    /// The path: `/_index_template/<name>`, `/_ilm/policy/<name>`.
+    pub path: String,
+    /// The body.
+    pub body: Value,
+}
+
+/// What to install for `es` and the parsed `[es] index`, in order (the policy before the
+/// template that names it); refuses configurations that cannot work.
+pub fn plan(es: &ElasticsearchConfig, index: &IndexName) -> Result<Vec<Install>, TemplateError> {
+    if es.data_stream && index.has_time() {
+        return Err(TemplateError::DatedDataStream {
+            index: es.index.clone(),
+        });
+    }
+    let policy = (!es.lifecycle_policy.is_empty()).then_some(es.lifecycle_policy.as_str());
+    if let (Some(policy), false) = (policy, es.data_stream) {
+        return Err(TemplateError::LifecycleWithoutDataStream {
+            policy: policy.to_owned(),
+        });
+    }
+    let mut steps = Vec::new();
+    if let Some(policy) = policy {
+        steps.push(Install {
+            what: format!("lifecycle policy {policy:?}"),
+            path: format!("/_ilm/policy/{policy}"),
+            body: lifecycle_policy(es),
+        });
+    }
+    // Data streams: every name the template makes (`logs-*-default`); daily indices: the
+    // prefix (`logs-*`), as before.
+    let pattern = if es.data_stream {
+        index.full_pattern()
+    } else {
+        index.pattern()
+    };
+    let mut body = index_template(&pattern);
+    body["priority"] = json!(es.template_priority);
+    if es.data_stream {
+        body["data_stream"] = json!({});
+    }
+    if let Some(policy) = policy {
+        body["template"]["settings"]["index.lifecycle.name"] = json!(policy);
+    }
+    steps.push(Install {
+        what: format!(
+            "index template {:?} (pattern {pattern}, priority {})",
+            es.template_name, es.template_priority
+        ),
+        path: format!("/_index_template/{}", es.template_name),
+        body,
+    });
+    Ok(steps)
+}
+
+/// The ILM policy: roll over at `rollover_max_age` or `rollover_max_primary_shard_size`
+/// (the conditions given), delete `delete_after_days` after the rollover (when not 0).
+pub fn lifecycle_policy(es: &ElasticsearchConfig) -> Value {
+    let mut rollover = serde_json::Map::new();
+    if !es.rollover_max_age.is_empty() {
+        rollover.insert("max_age".into(), json!(es.rollover_max_age));
+    }
+    if !es.rollover_max_primary_shard_size.is_empty() {
+        rollover.insert(
+            "max_primary_shard_size".into(),
+            json!(es.rollover_max_primary_shard_size),
+        );
+    }
+    let mut phases = serde_json::Map::new();
+    let hot_actions = if rollover.is_empty() {
+        json!({})
+    } else {
+        json!({"rollover": rollover})
+    };
+    phases.insert("hot".into(), json!({"actions": hot_actions}));
+    if es.delete_after_days > 0 {
+        phases.insert(
+            "delete".into(),
+            json!({"min_age": format!("{}d", es.delete_after_days), "actions": {"delete": {}}}),
+        );
+    }
+    json!({"policy": {"phases": phases}})
+}
+
+/// The `_index_template` body for indices matching `pattern` (e.g. `logs-*`), plain indices,
+/// priority 501 ([`plan`] sets the configured priority, data stream and policy).
 pub fn index_template(pattern: &str) -> Value {
     let keyword = || json!({"type": "keyword", "ignore_above": 1024});
     json!({
         "index_patterns": [pattern],
-        "priority": 200,
+        "priority": 501,
         "_meta": {"managed_by": "logtransfer"},
         "template": {
             "settings": {"number_of_shards": 1, "refresh_interval": "5s"},
@@ -66,36 +199,73 @@ pub fn index_template(pattern: &str) -> Value {
     })
 }
 
-/// Installs the index template `name` for `pattern`, retrying while Elasticsearch is not
-/// up yet. False when `stop` fired first.
+/// Installs `steps` in order, retrying while Elasticsearch is not up yet (no answer, 408,
+/// 429, 5xx). A refusal (any other status: a body Elasticsearch does not take, a priority
+/// clash, missing privileges, an API the cluster does not have) is an error at once: it
+/// will not end by itself. `Ok(false)` when `stop` fired first.
 pub async fn install(
     service: &ElasticsearchService,
-    name: &str,
-    pattern: &str,
+    steps: &[Install],
     stop: &CancellationToken,
-) -> bool {
-    let path = format!("/_index_template/{name}");
-    let body = index_template(pattern);
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
-        match service.put_json(&path, &body).await {
-            Ok(()) => {
-                log::info!("index template {name:?} installed for {pattern}");
-                return true;
-            }
-            Err(e) => {
-                let delay = backoff.next_delay();
-                log::log!(
-                    e.retry_log_level(),
-                    "cannot install index template: {e}; retrying in {} ms",
-                    delay.as_millis()
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.cancelled() => return false,
+) -> Result<bool, TemplateError> {
+    for step in steps {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        loop {
+            let e = match service.put_json(&step.path, &step.body).await {
+                Ok(()) => {
+                    log::info!("{} installed", step.what);
+                    break;
                 }
+                Err(e) => e,
+            };
+            if !is_transient(&e) {
+                return Err(TemplateError::Refused {
+                    what: step.what.clone(),
+                    hint: hint(&step.path, &e),
+                    source: Box::new(e),
+                });
+            }
+            let delay = backoff.next_delay();
+            log::warn!(
+                "cannot install {} yet: {e}; retrying in {} ms",
+                step.what,
+                delay.as_millis()
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.cancelled() => return Ok(false),
             }
         }
+    }
+    Ok(true)
+}
+
+/// Elasticsearch not up or overloaded: worth waiting for.
+fn is_transient(e: &RequestError) -> bool {
+    match e.status() {
+        None => matches!(e, RequestError::Transport { .. }),
+        Some(status) => status == 408 || status == 429 || status >= 500,
+    }
+}
+
+/// What the operator should check after a refusal.
+fn hint(path: &str, e: &RequestError) -> String {
+    let no_handler = match e {
+        RequestError::Status { status, body, .. } => {
+            *status == 404 || *status == 405 || body.contains("no handler found")
+        }
+        _ => false,
+    };
+    if no_handler && path.starts_with("/_ilm/") {
+        return "this cluster has no index lifecycle management (ILM) API (OpenSearch has ISM instead): empty [es] lifecycle_policy, or check [es] address".into();
+    }
+    if let Some(hint) = e.operator_hint() {
+        return hint.into();
+    }
+    if path.starts_with("/_ilm/") {
+        "check [es] rollover_max_age (e.g. 1d, 12h), rollover_max_primary_shard_size (e.g. 50gb) and delete_after_days".into()
+    } else {
+        "check [es] template_priority (another template whose pattern overlaps may have the same priority: choose another), the names [es] index makes, and that the cluster supports data streams if [es] data_stream = true; or set [es] install_template = false and install the template yourself".into()
     }
 }
 
@@ -117,5 +287,115 @@ mod tests {
             "keyword"
         );
         assert_eq!(p["log"]["properties"]["offset"]["type"], "long");
+    }
+
+    fn data_stream_config() -> ElasticsearchConfig {
+        ElasticsearchConfig {
+            index: "logs-{topic}-default".into(),
+            data_stream: true,
+            lifecycle_policy: "logs-30d".into(),
+            ..ElasticsearchConfig::default()
+        }
+    }
+
+    fn plan_for(es: &ElasticsearchConfig) -> Result<Vec<Install>, TemplateError> {
+        plan(es, &IndexName::parse(&es.index).unwrap())
+    }
+
+    /// The shapes of the Elasticsearch reference: the policy first (the template names it),
+    /// rollover by age and primary shard size in the hot phase, deletion N days after it;
+    /// a composable template with `data_stream: {}`, the policy in its settings, a pattern
+    /// covering every name `[es] index` makes, and a priority above the built-in templates'.
+    #[test]
+    fn a_data_stream_gets_its_policy_then_a_data_stream_template_that_names_it() {
+        let steps = plan_for(&data_stream_config()).unwrap();
+        let paths: Vec<&str> = steps.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["/_ilm/policy/logs-30d", "/_index_template/logtransfer"]
+        );
+        assert_eq!(
+            steps[0].body,
+            json!({"policy": {"phases": {
+                "hot": {"actions": {"rollover": {"max_age": "1d", "max_primary_shard_size": "50gb"}}},
+                "delete": {"min_age": "30d", "actions": {"delete": {}}}
+            }}})
+        );
+        let t = &steps[1].body;
+        assert_eq!(t["data_stream"], json!({}));
+        assert_eq!(t["index_patterns"], json!(["logs-*-default"]));
+        assert_eq!(
+            t["template"]["settings"]["index.lifecycle.name"],
+            "logs-30d"
+        );
+        assert_eq!(
+            t["template"]["mappings"]["properties"]["@timestamp"]["type"],
+            "date"
+        );
+        // The reference: "assign templates with an overlapping pattern a priority higher
+        // than 500" (built-in logs-*-* is 100, Fleet's 200).
+        assert!(t["priority"].as_u64().unwrap() > 500, "{}", t["priority"]);
+        assert!(
+            steps[1].what.contains("logs-*-default"),
+            "{}",
+            steps[1].what
+        );
+    }
+
+    #[test]
+    fn conditions_left_empty_are_left_out_of_the_policy() {
+        let es = ElasticsearchConfig {
+            rollover_max_primary_shard_size: String::new(),
+            delete_after_days: 0,
+            ..data_stream_config()
+        };
+        assert_eq!(
+            lifecycle_policy(&es),
+            json!({"policy": {"phases": {"hot": {"actions": {"rollover": {"max_age": "1d"}}}}}})
+        );
+    }
+
+    #[test]
+    fn plain_indices_keep_a_prefix_template_without_data_stream_or_policy() {
+        let steps = plan_for(&ElasticsearchConfig::default()).unwrap();
+        assert_eq!(steps.len(), 1);
+        let t = &steps[0].body;
+        assert_eq!(t["index_patterns"], json!(["logs-*"]));
+        assert!(t.get("data_stream").is_none());
+        assert!(
+            t["template"]["settings"]
+                .get("index.lifecycle.name")
+                .is_none()
+        );
+        assert!(t["priority"].as_u64().unwrap() > 500);
+    }
+
+    #[test]
+    fn configurations_that_cannot_work_are_refused_before_anything_starts() {
+        let dated = ElasticsearchConfig {
+            index: "logs-{topic}-%Y.%m.%d".into(),
+            ..data_stream_config()
+        };
+        let e = plan_for(&dated).unwrap_err().to_string();
+        assert!(
+            e.contains("time specifier") && e.contains("logs-{topic}-default"),
+            "{e}"
+        );
+        let plain_with_policy = ElasticsearchConfig {
+            data_stream: false,
+            ..data_stream_config()
+        };
+        let e = plan_for(&plain_with_policy).unwrap_err().to_string();
+        assert!(e.contains("needs [es] data_stream = true"), "{e}");
+    }
+
+    #[test]
+    fn data_streams_write_create_whatever_op_type_says() {
+        use super::super::config::OpType;
+        assert_eq!(data_stream_config().effective_op_type(), OpType::Create);
+        assert_eq!(
+            ElasticsearchConfig::default().effective_op_type(),
+            OpType::Index
+        );
     }
 }
