@@ -417,7 +417,9 @@ impl KafkaSource {
         }
         // Whatever is still in the backlog is not sent: it stays uncommitted and is replayed.
         // A periodic commit still in flight lands before the final one.
-        commits.settle().await;
+        commits
+            .settle(self.commit_interval.max(Duration::from_secs(5)))
+            .await;
         Ok(())
     }
 }

@@ -136,17 +136,22 @@ impl<C: ConsumerContext + 'static> PeriodicCommits<C> {
         }
     }
 
-    /// Waits for a commit in flight, if any (before the final commit, so that an older
-    /// commit cannot land after it).
-    pub(crate) async fn settle(&mut self) {
-        if self.in_flight() {
-            self.finished().await;
+    /// Waits for a commit in flight, if any, for at most `within` (before the final commit,
+    /// so that an older commit does not land after it; a broker that does not answer must
+    /// not hold the shutdown longer).
+    pub(crate) async fn settle(&mut self, within: Duration) {
+        if self.in_flight() && tokio::time::timeout(within, self.finished()).await.is_err() {
+            log::warn!(
+                "the last periodic offset commit got no answer within {} ms",
+                within.as_millis()
+            );
         }
     }
 }
 
 /// Commits what is settled, synchronously, retrying failures with backoff for at most
-/// `within`. Returns the offsets that could not be committed and the last error.
+/// `within` (an attempt the broker does not answer counts as a failure when it runs out).
+/// Returns the offsets that could not be committed and the last error.
 pub(crate) async fn commit_final<C: ConsumerContext + 'static>(
     consumer: &Arc<StreamConsumer<C>>,
     tracker: &Arc<OffsetTracker>,
@@ -160,10 +165,17 @@ pub(crate) async fn commit_final<C: ConsumerContext + 'static>(
         if list.is_empty() {
             return Ok(());
         }
-        let (list, result) = match spawn_commit(consumer, tracker, list.clone()).await {
-            Ok(outcome) => outcome,
+        let attempt = spawn_commit(consumer, tracker, list.clone());
+        let (list, result) = match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(Ok(outcome)) => outcome,
             // The blocking thread did not complete (runtime shutting down).
-            Err(_) => (list, Err(KafkaError::Canceled)),
+            Ok(Err(_)) => (list, Err(KafkaError::Canceled)),
+            Err(_) => (
+                list,
+                Err(KafkaError::ConsumerCommit(
+                    rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                )),
+            ),
         };
         let Err(e) = result else {
             return Ok(());

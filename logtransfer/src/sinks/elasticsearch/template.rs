@@ -265,7 +265,7 @@ fn hint(path: &str, e: &RequestError) -> String {
     if path.starts_with("/_ilm/") {
         "check [es] rollover_max_age (e.g. 1d, 12h), rollover_max_primary_shard_size (e.g. 50gb) and delete_after_days".into()
     } else {
-        "check [es] template_priority (another template whose pattern overlaps may have the same priority: choose another), the names [es] index makes, and that the cluster supports data streams if [es] data_stream = true; or set [es] install_template = false and install the template yourself".into()
+        "check [es] template_priority (another template whose pattern overlaps may have the same priority: choose another), that the pattern does not cover existing data streams of another template (Elasticsearch refuses to take them over: choose an [es] index outside them), and that the cluster supports data streams if [es] data_stream = true; or set [es] install_template = false and install the template yourself".into()
     }
 }
 
