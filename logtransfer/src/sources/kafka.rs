@@ -493,4 +493,88 @@ mod tests {
         })
         .await;
     }
+
+    /// A partition held because records pile up behind an unsettled one stays paused when
+    /// the whole consumer is paused and resumed by back-pressure, and is read again once
+    /// released. Real broker (tansu).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_held_partition_stays_paused_through_a_back_pressure_resume() {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        use tokio::time::{Instant, timeout};
+
+        let kafka = test_servers::Kafka::start();
+        kafka.create_topic("held", 2);
+        let producer: BaseProducer =
+            service_kit::kafka::producer_config(&kafka.bootstrap_servers())
+                .create()
+                .unwrap();
+        let send = |from: i32, to: i32| {
+            for i in from..to {
+                let payload = format!("m {i}");
+                let record = BaseRecord::<(), _>::to("held")
+                    .payload(&payload)
+                    .partition(i % 2);
+                producer.send(record).map_err(|(e, _)| e).unwrap();
+            }
+            producer.flush(Duration::from_secs(30)).unwrap();
+        };
+        send(0, 20);
+        let config = KafkaConfig {
+            address: kafka.bootstrap_servers(),
+            group_id: "held".into(),
+            session_timeout_ms: 6_000,
+            ..KafkaConfig::default()
+        };
+        let tracker = Arc::new(OffsetTracker::default());
+        let consumer = create_consumer(&config, tracker.clone()).unwrap();
+        subscribe(&consumer, &["held".to_owned()]).unwrap();
+        // Reads (registering in the tracker) until `done` holds for the partitions' counts
+        // of records read since the call.
+        async fn read_until(
+            consumer: &TransferConsumer,
+            tracker: &OffsetTracker,
+            what: &str,
+            mut done: impl FnMut(&[u32; 2]) -> bool,
+        ) -> [u32; 2] {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut read = [0u32; 2];
+            let topic: Arc<str> = "held".into();
+            while !done(&read) {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                if let Ok(Ok(msg)) = timeout(Duration::from_millis(100), consumer.recv()).await {
+                    tracker.register(&topic, msg.partition(), msg.offset());
+                    read[msg.partition() as usize] += 1;
+                }
+            }
+            read
+        }
+        read_until(&consumer, &tracker, "the first records", |r| {
+            r[0] == 10 && r[1] == 10
+        })
+        .await;
+
+        let holds = &consumer.context().holds;
+        assert!(holds.hold(&consumer, &"held".into(), 0, 10));
+        set_paused(&consumer, true);
+        set_paused(&consumer, false);
+        send(20, 60);
+        let read = read_until(&consumer, &tracker, "partition 1's new records", |r| {
+            r[1] == 20
+        })
+        .await;
+        assert_eq!(
+            read[0], 0,
+            "the held partition was resumed by the consumer's resume"
+        );
+
+        // Settled (nothing pending): released and read again.
+        tracker.revoke("held", 0);
+        tracker.register(&"held".into(), 0, 9);
+        holds.release_settled(&consumer, &tracker, 10, false);
+        assert_eq!(holds.len(), 0);
+        read_until(&consumer, &tracker, "partition 0's new records", |r| {
+            r[0] == 20
+        })
+        .await;
+    }
 }
