@@ -2,12 +2,16 @@
 //! commit fails, and once more, synchronously, at shutdown.
 //!
 //! Why every commit is synchronous (on a blocking thread): an asynchronous `commit` only
-//! says the request was queued; its outcome comes back as an event that is served only
-//! while the stream is polled, and never once the consume loop has ended (shutdown). Marking
-//! the offsets committed when the request was queued is how a failed commit used to be lost
-//! for good: the tracker believed it done and never offered it again, not even at shutdown.
-//! A synchronous commit returns its outcome, so the tracker is told of a commit only once
-//! the broker accepted it, and what failed stays to be committed by the next attempt.
+//! says the request was queued, and its outcome never reaches us. librdkafka (2.12) queues
+//! the result of a manual asynchronous commit for the application only when
+//! `offset_commit_cb` is set in its configuration, which rdkafka does not set (it enables
+//! the commit event instead, which librdkafka emits for automatic commits only): seen here
+//! with the mock cluster, a refused asynchronous commit never called
+//! `ConsumerContext::commit_callback`, however long the stream was polled. Marking the
+//! offsets committed when the request was queued is how a failed commit used to be lost for
+//! good: the tracker believed it done and never offered it again, not even at shutdown. A
+//! synchronous commit returns its outcome, so the tracker is told of a commit only once the
+//! broker accepted it, and what failed stays to be committed by the next attempt.
 
 use std::sync::Arc;
 use std::time::Duration;
