@@ -35,7 +35,7 @@ mod prometheus;
 
 pub use elasticsearch::Elasticsearch;
 pub use error::HarnessError;
-pub use etcd::{Etcd, etcd_put};
+pub use etcd::{ETCD_ROOT_PASSWORD, ETCD_USER, ETCD_USER_PASSWORD, Etcd, EtcdOptions, etcd_put};
 pub use fault_proxy::{Fault, FaultProxy};
 pub use http::{HttpResponse, http_request, scrape_metric};
 pub use influx::Influx;
