@@ -3,7 +3,10 @@
 //!
 //! - [`secret`]: passwords, API keys and tokens that never print, read inline, from a
 //!   `*_file` key or the environment.
+//! - [`etcd`]: the etcd client's user, password and TLS files (every `[etcd]` section and
+//!   etcd-put's etcdctl-style flags).
 
+pub mod etcd;
 pub mod secret;
 
 pub use secret::{Secret, SecretError};

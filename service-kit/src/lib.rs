@@ -12,6 +12,8 @@
 //! - [`host`]: host name, primary IP and `{ip}`/`{hostname}` key templates.
 //! - [`backoff`]: the one exponential backoff (with jitter) every retry loop uses.
 //! - [`ack_window`]: out-of-order acknowledgements, in-order commits (read offsets).
+//! - [`section`]: one config section read into a component's own keys and shared ones
+//!   (every `[etcd]` section's security keys).
 //! - [`secret`]: passwords and keys that never print, read inline, from a `*_file` or the env.
 
 pub mod ack_window;
@@ -26,6 +28,7 @@ pub mod host;
 pub mod kafka;
 pub mod metrics;
 pub use secure_transport::secret;
+pub mod section;
 pub mod shutdown;
 
 /// Splits a comma-separated list as the INI files write them (`"a, b,c"`), dropping empty items.
