@@ -33,7 +33,7 @@ pub enum EtcdPutError {
     #[error(transparent)]
     Connect(#[from] service_kit::etcd::EtcdError),
     /// An etcd request failed.
-    #[error("etcd {op} of {key:?} failed: {error}; check that etcd is running and --endpoints")]
+    #[error("etcd {op} of {key:?} failed: {error}; {}", request_check(error))]
     Request {
         /// put, get, delete, list.
         op: &'static str,
@@ -42,6 +42,19 @@ pub enum EtcdPutError {
         /// The client's error.
         error: etcd_client::Error,
     },
+}
+
+/// What to check when a request fails: the user's permissions, else etcd itself.
+fn request_check(error: &etcd_client::Error) -> &'static str {
+    match error {
+        etcd_client::Error::GRpcStatus(status)
+            if status.message().contains("permission denied") =>
+        {
+            "the --user may not do this; grant its role read/write on the key's prefix \
+             (etcdctl role grant-permission ROLE readwrite PREFIX --prefix)"
+        }
+        _ => "check that etcd is running and --endpoints",
+    }
 }
 
 /// Expands `{ip}` and `{hostname}` like the agent does.

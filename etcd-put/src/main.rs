@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use service_kit::etcd::{EtcdSecurity, EtcdTarget, Spelling};
+use service_kit::secret::Secret;
 
 /// Validates and writes logagent's collect configuration into etcd.
 ///
@@ -21,6 +23,27 @@ struct Cli {
     /// Connect and request timeout, in seconds.
     #[arg(long, default_value_t = 5)]
     timeout: u64,
+    /// etcd user, `NAME` or `NAME:PASSWORD` (as etcdctl). Without a password in it, give
+    /// --password-file (or ETCDCTL_PASSWORD).
+    #[arg(long, env = "ETCDCTL_USER", value_name = "NAME[:PASSWORD]", value_parser = parse_user, hide_env_values = true)]
+    user: Option<(String, Secret)>,
+    /// The --user's password (as etcdctl; it shows in `ps`: prefer --password-file or the
+    /// environment).
+    #[arg(long, env = "ETCDCTL_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
+    password: Option<Secret>,
+    /// File holding the --user's password (one line).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed etcd's certificate, for https:// endpoints (default:
+    /// the system's trusted CAs).
+    #[arg(long, env = "ETCDCTL_CACERT", value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// Client certificate (PEM), for an etcd that requires one (--client-cert-auth).
+    #[arg(long, env = "ETCDCTL_CERT", value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, env = "ETCDCTL_KEY", value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
     /// Value for {ip} in keys (default: this host's primary IPv4).
     #[arg(long)]
     ip: Option<String>,
@@ -66,6 +89,48 @@ enum Command {
         #[arg(long)]
         prefix: String,
     },
+}
+
+/// `NAME` or `NAME:PASSWORD`, the password kept as a [`Secret`] (never printed).
+fn parse_user(value: &str) -> Result<(String, Secret), String> {
+    let (name, password) = value.split_once(':').unwrap_or((value, ""));
+    if name.is_empty() {
+        return Err("the user name is empty; write NAME or NAME:PASSWORD".into());
+    }
+    Ok((name.to_owned(), Secret::new(password)))
+}
+
+fn parse_secret(value: &str) -> Result<Secret, String> {
+    Ok(Secret::new(value))
+}
+
+impl Cli {
+    /// Where and how to connect, from --endpoints and the etcdctl-style security flags.
+    fn etcd_target(&self) -> anyhow::Result<EtcdTarget> {
+        let endpoints = service_kit::split_list(&self.endpoints);
+        let (username, user_password) = self.user.clone().unwrap_or_default();
+        let password = match (&self.password, user_password.is_empty()) {
+            (Some(password), true) => password.clone(),
+            (Some(_), false) => {
+                anyhow::bail!("both --user NAME:PASSWORD and --password are set; keep one of them")
+            }
+            (None, _) => user_password,
+        };
+        let security = EtcdSecurity {
+            username,
+            password,
+            password_file: self.password_file.clone().unwrap_or_default(),
+            tls_ca_file: self.cacert.clone().unwrap_or_default(),
+            tls_cert_file: self.cert.clone().unwrap_or_default(),
+            tls_key_file: self.key.clone().unwrap_or_default(),
+        };
+        let credentials = security.resolve(&endpoints, Spelling::EtcdctlFlags)?;
+        Ok(
+            EtcdTarget::new(endpoints, Duration::from_secs(self.timeout.max(1)))
+                .with_credentials(credentials)
+                .with_spelling(Spelling::EtcdctlFlags),
+        )
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -119,13 +184,13 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         _ => None,
     };
 
+    // Flags checked and files read before connecting, like the value.
+    let target = cli.etcd_target()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let endpoints = service_kit::split_list(&cli.endpoints);
-        let mut client =
-            service_kit::etcd::connect(&endpoints, Duration::from_secs(cli.timeout.max(1))).await?;
+        let mut client = service_kit::etcd::connect(&target).await?;
         match cli.command {
             Command::Put { key: k, .. } => {
                 let k = key(&k);

@@ -297,3 +297,122 @@ fn read(brokers: &str, topic: &str, n: usize) -> Vec<serde_json::Value> {
     assert_eq!(out.len(), n, "topic {topic}");
     out
 }
+
+/// etcdctl's security flags for `pki`'s client certificate and the test user, the password
+/// from a file in `dir`.
+fn secured_flags(dir: &std::path::Path, pki: &test_servers::TestPki) -> Vec<String> {
+    let password_file = dir.join("etcd-password");
+    std::fs::write(
+        &password_file,
+        format!("{}\n", test_servers::ETCD_USER_PASSWORD),
+    )
+    .unwrap();
+    [
+        "--user",
+        test_servers::ETCD_USER,
+        "--password-file",
+        &password_file.display().to_string(),
+        "--cacert",
+        &pki.ca_cert().display().to_string(),
+        "--cert",
+        &pki.client_cert().display().to_string(),
+        "--key",
+        &pki.client_key().display().to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn with_flags<'a>(flags: &'a [String], args: &[&'a str]) -> Vec<&'a str> {
+    flags
+        .iter()
+        .map(String::as_str)
+        .chain(args.iter().copied())
+        .collect()
+}
+
+#[test]
+fn writes_and_reads_over_tls_with_a_client_certificate_and_a_login() {
+    use test_servers::{EtcdOptions, TestPki};
+    let pki = TestPki::generate();
+    let etcd = Etcd::start_with(
+        EtcdOptions::new()
+            .tls(&pki)
+            .client_cert_auth()
+            .auth("/logagent/"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let flags = secured_flags(dir.path(), &pki);
+    let value = r#"[{"path":"/var/log/app.log","topic":"app"}]"#;
+    let key = "/logagent/{ip}/collect_config";
+    let put = etcd_put(
+        &etcd.endpoint(),
+        &with_flags(&flags, &["put", "--key", key, "--value", value]),
+        None,
+    );
+    assert!(put.status.success(), "{}", stderr(&put));
+    let get = etcd_put(
+        &etcd.endpoint(),
+        &with_flags(&flags, &["get", "--key", key]),
+        None,
+    );
+    assert!(get.status.success(), "{}", stderr(&get));
+    assert_eq!(stdout(&get).trim(), value);
+
+    // The user's role covers /logagent/ only: a clear refusal elsewhere.
+    let elsewhere = etcd_put(
+        &etcd.endpoint(),
+        &with_flags(&flags, &["put", "--key", "/other", "--value", value]),
+        None,
+    );
+    assert!(!elsewhere.status.success());
+    assert!(
+        stderr(&elsewhere).contains("grant its role"),
+        "{}",
+        stderr(&elsewhere)
+    );
+}
+
+#[test]
+fn refused_credentials_and_certificates_are_clear_errors_without_the_password() {
+    use test_servers::{ETCD_USER, EtcdOptions, TestPki};
+    let pki = TestPki::generate();
+    let etcd = Etcd::start_with(EtcdOptions::new().tls(&pki).auth("/logagent/"));
+    let ep = etcd.endpoint();
+    let ca = pki.ca_cert().display().to_string();
+    let get = ["get", "--key", "/logagent/x"];
+    let run = |endpoint: &str, flags: &[&str]| {
+        let args: Vec<&str> = flags.iter().chain(get.iter()).copied().collect();
+        let out = etcd_put(endpoint, &args, None);
+        assert!(!out.status.success(), "{flags:?} must fail");
+        stderr(&out)
+    };
+
+    let user = format!("{ETCD_USER}:not-the-password");
+    let err = run(&ep, &["--user", &user, "--cacert", &ca]);
+    assert!(err.contains(&ep) && err.contains("--password"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+
+    let err = run(&ep, &["--cacert", &ca]);
+    assert!(
+        err.contains("authentication on") && err.contains("--user"),
+        "{err}"
+    );
+
+    let plaintext = ep.replace("https://", "http://");
+    let err = run(&plaintext, &[]);
+    assert!(
+        err.contains(&plaintext) && err.contains("https://"),
+        "{err}"
+    );
+
+    let untrusted = Etcd::start_with(EtcdOptions::new().untrusted_tls(&pki));
+    let err = run(&untrusted.endpoint(), &["--cacert", &ca]);
+    assert!(
+        err.contains(&untrusted.endpoint()) && err.contains("--cacert"),
+        "{err}"
+    );
+
+    let err = run(&ep, &["--cacert", &ca, "--cert", &ca]);
+    assert!(err.contains("--key"), "{err}");
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use service_kit::background::Background;
-use service_kit::etcd::{KeyUpdate, KeyWatcher};
+use service_kit::etcd::{EtcdError, EtcdSecurityError, KeyUpdate, KeyWatcher};
 use service_kit::shutdown::Shutdown;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -56,6 +56,13 @@ pub enum AgentError {
     /// `allowed_paths` is invalid.
     #[error(transparent)]
     Policy(#[from] CollectConfigError),
+    /// The `[etcd]` security settings are unusable (a file unreadable, a bad combination).
+    #[error(transparent)]
+    EtcdSettings(#[from] EtcdSecurityError),
+    /// etcd refused the agent for a reason a retry cannot fix (wrong password, untrusted
+    /// certificate, TLS on one side only, no credentials where etcd wants them).
+    #[error(transparent)]
+    Etcd(EtcdError),
     /// Checkpoints cannot be read or written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -171,6 +178,7 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         source,
     })?;
     let allowed = AllowedPaths::new(&config.agent.allowed_path_globs())?;
+    let etcd_target = config.etcd.target()?;
     // Before any socket or file is opened: with the budget below, collected files can no
     // longer take the descriptors the producer, etcd and the checkpoints need.
     let nofile = fd_limit::raise_nofile();
@@ -281,12 +289,30 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
     // twice; `State::apply` makes a repeated config a no-op.
     let (tx, mut rx) = mpsc::channel::<KeyUpdate>(16);
     let watch_cancel = CancellationToken::new();
-    let endpoints = config.etcd.endpoints();
-    log::info!("collect config key {key} on etcd {endpoints:?}");
-    let watch = KeyWatcher::new(endpoints, key.clone(), config.etcd.timeout());
+    log::info!(
+        "collect config key {key} on etcd {:?}",
+        etcd_target.endpoints
+    );
+    // etcd down at start: run from the cache while the watcher retries. etcd refusing the
+    // agent (password, certificate, TLS): stop here, a retry cannot fix it.
+    let (watch, reachable) = match service_kit::etcd::connect(&etcd_target).await {
+        Ok(client) => (
+            KeyWatcher::new(etcd_target, key.clone()).with_client(client),
+            true,
+        ),
+        Err(error) if error.is_unreachable() => {
+            log::warn!("{error}; retrying in the background");
+            (KeyWatcher::new(etcd_target, key.clone()), false)
+        }
+        Err(error) => return Err(AgentError::Etcd(error)),
+    };
     let watch_task = tokio::spawn(watch.run(tx, watch_cancel.clone()));
 
-    match tokio::time::timeout(config.etcd.timeout(), rx.recv()).await {
+    let first = match reachable {
+        true => tokio::time::timeout(config.etcd.timeout(), rx.recv()).await,
+        false => Ok(None),
+    };
+    match first {
         Ok(Some(update)) => {
             // A config rejected at startup has no running predecessor: the cached one is it.
             if !state.apply(update).await {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use service_kit::etcd::{EtcdSecurity, EtcdSecurityError, EtcdTarget, SECURITY_KEYS, Spelling};
 
 use crate::sources::file::reads::BlockingReads;
 use service_kit::daemon::DaemonConfig;
@@ -87,17 +88,41 @@ impl KafkaConfig {
     }
 }
 
-/// `[etcd]`: the cluster holding the collect config.
+/// `[etcd]`: the cluster holding the collect config, and how to reach it when it is secured.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+// `remote = "Self"`: the derived code reads this struct's own keys; the `Deserialize` below
+// adds the security keys every `[etcd]` section shares (service_kit::section).
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct EtcdConfig {
-    /// Comma-separated endpoints, `host:port` or `http://host:port`.
+    /// Comma-separated endpoints, `host:port`, `http://host:port`, or `https://host:port`
+    /// for TLS (then also see `tls_ca_file`).
     pub address: String,
     /// Connect and request timeout, in seconds. Also how long startup waits for etcd before
     /// falling back to the cached collect config.
     pub timeout: u64,
     /// The key holding this agent's collect config; `{ip}` and `{hostname}` are substituted.
     pub collect_log_key: String,
+    /// `username`, `password` / `password_file`, `tls_ca_file`, `tls_cert_file`,
+    /// `tls_key_file`: see [`EtcdSecurity`].
+    #[serde(skip)]
+    pub security: EtcdSecurity,
+}
+
+static ETCD_KEYS: [&str; 9] =
+    service_kit::section::join_keys(&["address", "timeout", "collect_log_key"], &SECURITY_KEYS);
+
+impl<'de> Deserialize<'de> for EtcdConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (mut etcd, security) = service_kit::section::split(
+            deserializer,
+            "EtcdConfig",
+            &ETCD_KEYS,
+            &SECURITY_KEYS,
+            EtcdConfig::deserialize,
+        )?;
+        etcd.security = security;
+        Ok(etcd)
+    }
 }
 
 impl Default for EtcdConfig {
@@ -106,6 +131,7 @@ impl Default for EtcdConfig {
             address: "127.0.0.1:2379".to_string(),
             timeout: 5,
             collect_log_key: "/logagent/{ip}/collect_config".to_string(),
+            security: EtcdSecurity::default(),
         }
     }
 }
@@ -119,6 +145,13 @@ impl EtcdConfig {
     /// `timeout` as a duration (at least one second, so `0` cannot make every call fail).
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout.max(1))
+    }
+
+    /// Where and how to connect: the password and TLS files read, the settings checked.
+    pub fn target(&self) -> Result<EtcdTarget, EtcdSecurityError> {
+        let endpoints = self.endpoints();
+        let credentials = self.security.resolve(&endpoints, Spelling::Config)?;
+        Ok(EtcdTarget::new(endpoints, self.timeout()).with_credentials(credentials))
     }
 }
 

@@ -3,9 +3,12 @@
 //! Every value can be overridden from the environment as `LOGTRANSFER_<SECTION>_<KEY>`
 //! (for example `LOGTRANSFER_ES_ADDRESS`), see `service_kit::config::load`.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use service_kit::daemon::DaemonConfig;
 pub use service_kit::daemon::LogConfig;
+use service_kit::etcd::{EtcdSecurity, EtcdSecurityError, EtcdTarget, SECURITY_KEYS, Spelling};
 
 pub use crate::sinks::elasticsearch::config::{BatchConfig, ElasticsearchConfig};
 
@@ -101,17 +104,41 @@ impl Default for TransferConfig {
     }
 }
 
-/// `[etcd]`: the topic list from an etcd key.
+/// `[etcd]`: the topic list from an etcd key, and how to reach etcd when it is secured.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+// `remote = "Self"`: the derived code reads this struct's own keys; the `Deserialize` below
+// adds the security keys every `[etcd]` section shares (service_kit::section).
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct EtcdConfig {
-    /// Endpoints, comma-separated (`http://127.0.0.1:2379`).
+    /// Endpoints, comma-separated (`http://127.0.0.1:2379`; `https://` for TLS, then also
+    /// see `tls_ca_file`).
     pub address: String,
     /// Key holding the topics: a JSON array of strings (`["web","db"]`) or a
     /// comma-separated list. `{hostname}` and `{ip}` are substituted.
     pub key: String,
     /// Connect and request timeout.
     pub timeout_ms: u64,
+    /// `username`, `password` / `password_file`, `tls_ca_file`, `tls_cert_file`,
+    /// `tls_key_file`: see [`EtcdSecurity`].
+    #[serde(skip)]
+    pub security: EtcdSecurity,
+}
+
+static ETCD_KEYS: [&str; 9] =
+    service_kit::section::join_keys(&["address", "key", "timeout_ms"], &SECURITY_KEYS);
+
+impl<'de> Deserialize<'de> for EtcdConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (mut etcd, security) = service_kit::section::split(
+            deserializer,
+            "EtcdConfig",
+            &ETCD_KEYS,
+            &SECURITY_KEYS,
+            EtcdConfig::deserialize,
+        )?;
+        etcd.security = security;
+        Ok(etcd)
+    }
 }
 
 impl Default for EtcdConfig {
@@ -120,7 +147,20 @@ impl Default for EtcdConfig {
             address: "http://127.0.0.1:2379".into(),
             key: "/logtransfer/topics".into(),
             timeout_ms: 5_000,
+            security: EtcdSecurity::default(),
         }
+    }
+}
+
+impl EtcdConfig {
+    /// Where and how to connect: the password and TLS files read, the settings checked.
+    pub fn target(&self) -> Result<EtcdTarget, EtcdSecurityError> {
+        let endpoints = service_kit::split_list(&self.address);
+        let credentials = self.security.resolve(&endpoints, Spelling::Config)?;
+        Ok(
+            EtcdTarget::new(endpoints, Duration::from_millis(self.timeout_ms))
+                .with_credentials(credentials),
+        )
     }
 }
 

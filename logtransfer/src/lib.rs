@@ -57,9 +57,13 @@ pub enum Error {
     /// `/metrics` could not listen.
     #[error(transparent)]
     Metrics(#[from] service_kit::metrics::MetricsError),
-    /// etcd was configured but could not be reached.
+    /// etcd was configured but could not be reached, or refused logtransfer (password,
+    /// certificate, TLS).
     #[error(transparent)]
     Etcd(#[from] service_kit::etcd::EtcdError),
+    /// The `[etcd]` security settings are unusable (a file unreadable, a bad combination).
+    #[error(transparent)]
+    EtcdSettings(#[from] service_kit::etcd::EtcdSecurityError),
     /// Nothing to consume.
     #[error("no topics: set [kafka] topics (comma-separated) or an [etcd] key holding them")]
     NoTopics,

@@ -61,9 +61,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     // Topics: fixed, or followed in etcd.
     let (topics_tx, topics_rx) = watch::channel(service_kit::split_list(&config.kafka.topics));
     if let Some(etcd) = &config.etcd {
-        let endpoints = service_kit::split_list(&etcd.address);
-        let client =
-            service_kit::etcd::connect(&endpoints, Duration::from_millis(etcd.timeout_ms)).await?;
+        let target = etcd.target()?;
+        let client = service_kit::etcd::connect(&target).await?;
         let key = service_kit::host::expand_key_template(
             &etcd.key,
             &service_kit::host::primary_ipv4(),
@@ -72,8 +71,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         topics_tx.send_replace(Vec::new());
         // The client checked above serves the watch: etcd unreachable at start is an error,
         // later outages are retried by the watcher.
-        let watcher = KeyWatcher::new(endpoints, key, Duration::from_millis(etcd.timeout_ms))
-            .with_client(client);
+        let watcher = KeyWatcher::new(target, key).with_client(client);
         tokio::spawn(etcd_topics::watch_topics(watcher, topics_tx, stop.clone()));
     } else if topics_rx.borrow().is_empty() {
         return Err(Error::NoTopics);

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `address` with `https://` endpoints | `--endpoints https://…` | TLS |
 //! | `username` | `--user NAME` | etcd user (authentication on) |
-//! | `password` / `password_file` | `--user NAME:PASSWORD` / `--password-file` | its password |
+//! | `password` / `password_file` | `--user NAME:PASSWORD` or `--password` / `--password-file` | its password |
 //! | `tls_ca_file` | `--cacert` | CA that signed etcd's certificate (empty: the system's) |
 //! | `tls_cert_file`, `tls_key_file` | `--cert`, `--key` | client certificate (`--client-cert-auth`) |
 //!
@@ -71,7 +71,7 @@ impl Spelling {
             Spelling::EtcdctlFlags => match key {
                 "address" => "--endpoints",
                 "username" => "--user",
-                "password" => "--user NAME:PASSWORD",
+                "password" => "--password",
                 "password_file" => "--password-file",
                 "tls_ca_file" => "--cacert",
                 "tls_cert_file" => "--cert",
@@ -107,6 +107,14 @@ pub enum EtcdSecurityError {
     /// The password could not be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The password given inline and as a file.
+    #[error("both {password} and {password_file} are set; keep one of them")]
+    PasswordTwice {
+        /// The inline password key or flag.
+        password: String,
+        /// The password file key or flag.
+        password_file: String,
+    },
     /// A password without a user.
     #[error("{password} is set but {username} is empty; set the etcd user name too")]
     PasswordWithoutUser {
@@ -194,6 +202,14 @@ impl EtcdSecurity {
         spelling: Spelling,
     ) -> Result<EtcdCredentials, EtcdSecurityError> {
         let name = |key: &str| spelling.name(key);
+        if !self.password.is_empty() && is_set(&self.password_file) {
+            // Checked here rather than by `Secret::from_value_or_file`, whose message
+            // derives the file key from the inline one (`--password_file` for a flag).
+            return Err(EtcdSecurityError::PasswordTwice {
+                password: name("password"),
+                password_file: name("password_file"),
+            });
+        }
         let password =
             Secret::from_value_or_file(&name("password"), &self.password, &self.password_file)?;
         let user = match (self.username.is_empty(), password.is_empty()) {
@@ -426,6 +442,21 @@ mod tests {
             Spelling::EtcdctlFlags,
         );
         assert!(text.contains("--cert is set but --key is not"), "{text}");
+        let text = error(
+            EtcdSecurity {
+                username: "agent".into(),
+                password: Secret::new("hunter2"),
+                password_file: "/pw".into(),
+                ..EtcdSecurity::default()
+            },
+            &plain,
+            Spelling::EtcdctlFlags,
+        );
+        assert!(
+            text.contains("both --password and --password-file"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
     }
 
     #[test]

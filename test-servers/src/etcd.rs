@@ -170,15 +170,17 @@ impl Etcd {
         };
         args.extend(["--listen-client-urls".to_owned(), listen]);
         if let Some(tls) = &options.tls {
-            for (flag, path) in [
-                ("--cert-file", &tls.cert),
-                ("--key-file", &tls.key),
-                ("--trusted-ca-file", &tls.ca),
-            ] {
+            for (flag, path) in [("--cert-file", &tls.cert), ("--key-file", &tls.key)] {
                 args.extend([flag.to_owned(), path.display().to_string()]);
             }
+            // etcd 3.4 asks every client for a certificate once it has a trusted CA, with or
+            // without --client-cert-auth: give it one only when client certificates are wanted.
             if options.client_cert_auth {
-                args.push("--client-cert-auth".to_owned());
+                args.extend([
+                    "--trusted-ca-file".to_owned(),
+                    tls.ca.display().to_string(),
+                    "--client-cert-auth".to_owned(),
+                ]);
             }
         }
         if let Some(ttl) = options.auth_token_ttl {

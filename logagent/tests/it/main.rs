@@ -14,5 +14,6 @@ mod long_lines;
 mod open_files;
 mod outage;
 mod rotation;
+mod secured_etcd;
 mod send_errors;
 mod wakeups;
