@@ -306,6 +306,61 @@ mod tests {
     }
 
     #[test]
+    fn the_etcd_security_keys_load_from_ini_toml_and_the_environment_and_never_print() {
+        let ini: LocalConfig = load_str(
+            "[etcd]\naddress = https://etcd:2379\ntimeout = 3\nusername = agent\n\
+             password = hunter2\ntls_ca_file = /ca.pem\ntls_cert_file = /c.pem\n\
+             tls_key_file = /c.key\n",
+            ConfigFormat::Ini,
+            None,
+        )
+        .unwrap();
+        let toml: LocalConfig = load_str(
+            "[etcd]\naddress = \"https://etcd:2379\"\ntimeout = 3\nusername = \"agent\"\n\
+             password = \"hunter2\"\ntls_ca_file = \"/ca.pem\"\ntls_cert_file = \"/c.pem\"\n\
+             tls_key_file = \"/c.key\"\n",
+            ConfigFormat::Toml,
+            None,
+        )
+        .unwrap();
+        assert_eq!(ini, toml);
+        assert_eq!(ini.etcd.timeout, 3);
+        assert_eq!(ini.etcd.security.username, "agent");
+        assert_eq!(ini.etcd.security.password.expose(), "hunter2");
+        assert_eq!(ini.etcd.security.tls_key_file, PathBuf::from("/c.key"));
+        let debug = format!("{ini:?}");
+        assert!(
+            debug.contains("***") && !debug.contains("hunter2"),
+            "{debug}"
+        );
+
+        // A prefix no other test uses: the process environment is shared between tests.
+        // SAFETY: no other thread reads or writes these variables.
+        unsafe {
+            std::env::set_var("LOGAGENTETCDTEST_ETCD_PASSWORD_FILE", "/run/secrets/etcd");
+            std::env::set_var("LOGAGENTETCDTEST_ETCD_USERNAME", "from-env");
+        }
+        let env = load_str::<LocalConfig>("", ConfigFormat::Ini, Some("LOGAGENTETCDTEST"));
+        unsafe {
+            std::env::remove_var("LOGAGENTETCDTEST_ETCD_PASSWORD_FILE");
+            std::env::remove_var("LOGAGENTETCDTEST_ETCD_USERNAME");
+        }
+        let env = env.unwrap();
+        assert_eq!(env.etcd.security.username, "from-env");
+        assert_eq!(
+            env.etcd.security.password_file,
+            PathBuf::from("/run/secrets/etcd")
+        );
+        let err = load_str::<LocalConfig>("[etcd]\npasword = x\n", ConfigFormat::Ini, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pasword") && err.contains("password_file"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_key_template_uses_the_configured_host() {
         let mut c = LocalConfig::default();
         c.agent.ip = "10.0.0.7".into();

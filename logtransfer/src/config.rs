@@ -194,6 +194,37 @@ mod tests {
     }
 
     #[test]
+    fn the_etcd_security_keys_load_from_ini_and_toml_and_never_print() {
+        let ini: Config = load_str(
+            "[etcd]\naddress = https://etcd:2379\ntimeout_ms = 300\nusername = transfer\n\
+             password = hunter2\ntls_ca_file = /ca.pem\n",
+            ConfigFormat::Ini,
+            None,
+        )
+        .unwrap();
+        let toml: Config = load_str(
+            "[etcd]\naddress = \"https://etcd:2379\"\ntimeout_ms = 300\n\
+             username = \"transfer\"\npassword = \"hunter2\"\ntls_ca_file = \"/ca.pem\"\n",
+            ConfigFormat::Toml,
+            None,
+        )
+        .unwrap();
+        for config in [ini, toml] {
+            let etcd = config.etcd.clone().unwrap();
+            assert_eq!(etcd.timeout_ms, 300);
+            assert_eq!(etcd.key, "/logtransfer/topics");
+            assert_eq!(etcd.security.username, "transfer");
+            assert_eq!(etcd.security.password.expose(), "hunter2");
+            assert_eq!(etcd.security.tls_ca_file.to_str(), Some("/ca.pem"));
+            let debug = format!("{config:?}");
+            assert!(
+                debug.contains("***") && !debug.contains("hunter2"),
+                "{debug}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(load_str::<Config>("[es]\nadress = x\n", ConfigFormat::Ini, None).is_err());
     }

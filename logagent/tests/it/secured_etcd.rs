@@ -111,3 +111,35 @@ fn settings_etcd_refuses_stop_the_agent_at_start_naming_the_endpoint_and_the_fix
     assert!(error.contains(&untrusted.endpoint()), "{error}");
     assert!(error.contains("[etcd] tls_ca_file"), "{error}");
 }
+
+/// The binary, its etcd password from the environment: a wrong one stops it at start with
+/// a message naming etcd, and neither that message nor the debug log shows the password.
+#[test]
+fn the_binary_with_a_wrong_password_from_the_environment_stops_without_printing_it() {
+    let pki = TestPki::generate();
+    let etcd = Etcd::start_with(EtcdOptions::new().tls(&pki).auth("/logagent/"));
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs_dir(dir.path());
+    let conf = write_conf(
+        dir.path(),
+        "127.0.0.1:9",
+        &etcd.endpoint(),
+        &logs,
+        test_servers::free_port(),
+        "",
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_logagent"))
+        .arg("--config")
+        .arg(&conf)
+        .args(["--log-level", "debug"])
+        .env("LOGAGENT_ETCD_USERNAME", ETCD_USER)
+        .env("LOGAGENT_ETCD_PASSWORD", "wrong-Pa55word")
+        .env("LOGAGENT_ETCD_TLS_CA_FILE", pki.ca_cert())
+        .output()
+        .expect("run the logagent binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(&etcd.endpoint()), "{stderr}");
+    assert!(stderr.contains("[etcd] password"), "{stderr}");
+    assert!(!stderr.contains("wrong-Pa55word"), "{stderr}");
+}
