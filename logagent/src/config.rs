@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use service_kit::etcd::{EtcdSecurity, EtcdSecurityError, EtcdTarget, SECURITY_KEYS, Spelling};
+use service_kit::etcd::{EtcdSecurity, EtcdSecurityError, EtcdTarget, Spelling};
 
 use crate::sources::file::reads::BlockingReads;
 use service_kit::daemon::DaemonConfig;
@@ -91,7 +91,7 @@ impl KafkaConfig {
 /// `[etcd]`: the cluster holding the collect config, and how to reach it when it is secured.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 // `remote = "Self"`: the derived code reads this struct's own keys; the `Deserialize` below
-// adds the security keys every `[etcd]` section shares (service_kit::section).
+// (`service_kit::etcd_section!`) adds the security keys every `[etcd]` section shares.
 #[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct EtcdConfig {
     /// Comma-separated endpoints, `host:port`, `http://host:port`, or `https://host:port`
@@ -108,22 +108,7 @@ pub struct EtcdConfig {
     pub security: EtcdSecurity,
 }
 
-static ETCD_KEYS: [&str; 9] =
-    service_kit::section::join_keys(&["address", "timeout", "collect_log_key"], &SECURITY_KEYS);
-
-impl<'de> Deserialize<'de> for EtcdConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (mut etcd, security) = service_kit::section::split(
-            deserializer,
-            "EtcdConfig",
-            &ETCD_KEYS,
-            &SECURITY_KEYS,
-            EtcdConfig::deserialize,
-        )?;
-        etcd.security = security;
-        Ok(etcd)
-    }
-}
+service_kit::etcd_section!(EtcdConfig, ["address", "timeout", "collect_log_key"]);
 
 impl Default for EtcdConfig {
     fn default() -> Self {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use service_kit::daemon::DaemonConfig;
 pub use service_kit::daemon::LogConfig;
-use service_kit::etcd::{EtcdSecurity, EtcdSecurityError, EtcdTarget, SECURITY_KEYS, Spelling};
+use service_kit::etcd::{EtcdSecurity, EtcdSecurityError, EtcdTarget, Spelling};
 
 pub use crate::sinks::elasticsearch::config::{BatchConfig, ElasticsearchConfig};
 
@@ -107,7 +107,7 @@ impl Default for TransferConfig {
 /// `[etcd]`: the topic list from an etcd key, and how to reach etcd when it is secured.
 #[derive(Debug, Clone, Deserialize)]
 // `remote = "Self"`: the derived code reads this struct's own keys; the `Deserialize` below
-// adds the security keys every `[etcd]` section shares (service_kit::section).
+// (`service_kit::etcd_section!`) adds the security keys every `[etcd]` section shares.
 #[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct EtcdConfig {
     /// Endpoints, comma-separated (`http://127.0.0.1:2379`; `https://` for TLS, then also
@@ -124,22 +124,7 @@ pub struct EtcdConfig {
     pub security: EtcdSecurity,
 }
 
-static ETCD_KEYS: [&str; 9] =
-    service_kit::section::join_keys(&["address", "key", "timeout_ms"], &SECURITY_KEYS);
-
-impl<'de> Deserialize<'de> for EtcdConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (mut etcd, security) = service_kit::section::split(
-            deserializer,
-            "EtcdConfig",
-            &ETCD_KEYS,
-            &SECURITY_KEYS,
-            EtcdConfig::deserialize,
-        )?;
-        etcd.security = security;
-        Ok(etcd)
-    }
-}
+service_kit::etcd_section!(EtcdConfig, ["address", "key", "timeout_ms"]);
 
 impl Default for EtcdConfig {
     fn default() -> Self {

@@ -26,6 +26,38 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 
+/// Implements `Deserialize` for a component's `[etcd]` section struct: its own keys (listed
+/// here, read by its `#[serde(remote = "Self")]` derive) and the [`SECURITY_KEYS`] every
+/// `[etcd]` section carries, into its `#[serde(skip)] security: EtcdSecurity` field
+/// ([`crate::section::split`]). Unknown keys stay errors, INI text still converts, and
+/// environment overrides see every key.
+///
+/// ```ignore
+/// service_kit::etcd_section!(EtcdConfig, ["address", "timeout", "collect_log_key"]);
+/// ```
+#[macro_export]
+macro_rules! etcd_section {
+    ($section:ident, [$($key:literal),+ $(,)?]) => {
+        impl<'de> ::serde::Deserialize<'de> for $section {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                const OWN: &[&str] = &[$($key),+];
+                const SHARED: &[&str] = &$crate::etcd::SECURITY_KEYS;
+                static KEYS: [&str; OWN.len() + SHARED.len()] =
+                    $crate::section::join_keys(OWN, SHARED);
+                let (mut section, security) = $crate::section::split(
+                    deserializer,
+                    stringify!($section),
+                    &KEYS,
+                    SHARED,
+                    $section::deserialize,
+                )?;
+                section.security = security;
+                Ok(section)
+            }
+        }
+    };
+}
+
 /// Where etcd is and how to log in: what every etcd client of the pipeline connects with.
 /// Its `Debug` shows no secret (passwords and keys are `Secret`s).
 #[derive(Debug, Clone)]
@@ -804,6 +836,23 @@ mod tests {
             }
         }
 
+        /// Asserts that `error` is of the kind `is_kind` tells and says each of `needles`.
+        fn assert_says(error: &EtcdError, is_kind: fn(&EtcdError) -> bool, needles: &[&str]) {
+            let text = error.to_string();
+            assert!(is_kind(error), "{text}");
+            for needle in needles {
+                assert!(text.contains(needle), "{needle:?} not in: {text}");
+            }
+        }
+
+        fn is_tls(error: &EtcdError) -> bool {
+            matches!(error, EtcdError::Tls { .. })
+        }
+
+        fn is_authentication(error: &EtcdError) -> bool {
+            matches!(error, EtcdError::Authentication { .. })
+        }
+
         #[tokio::test]
         async fn tls_with_a_client_certificate_and_a_user_reads_and_watches() {
             let pki = TestPki::generate();
@@ -833,11 +882,12 @@ mod tests {
             let etcd = Etcd::start_with(EtcdOptions::new().tls(&pki).auth("/secured/"));
             let target = target(etcd.endpoint(), &security(&pki, "not-the-password"));
             let error = connect_error(&target).await;
-            let text = error.to_string();
-            assert!(matches!(error, EtcdError::Authentication { .. }), "{text}");
-            assert!(text.contains(&etcd.endpoint()), "{text}");
-            assert!(text.contains("[etcd] password"), "{text}");
-            assert!(!text.contains("not-the-password"), "{text}");
+            assert_says(
+                &error,
+                is_authentication,
+                &[&etcd.endpoint(), "[etcd] password"],
+            );
+            assert!(!error.to_string().contains("not-the-password"), "{error}");
             assert!(!error.is_unreachable());
         }
 
@@ -852,10 +902,7 @@ mod tests {
                     settings.username.clear();
                 }
                 let error = connect_error(&target(etcd.endpoint(), &settings)).await;
-                let text = error.to_string();
-                assert!(matches!(error, EtcdError::Tls { .. }), "{text}");
-                assert!(text.contains(&etcd.endpoint()), "{text}");
-                assert!(text.contains("[etcd] tls_ca_file"), "{text}");
+                assert_says(&error, is_tls, &[&etcd.endpoint(), "[etcd] tls_ca_file"]);
             }
         }
 
@@ -869,10 +916,7 @@ mod tests {
                 Duration::from_secs(3),
             ))
             .await;
-            let text = error.to_string();
-            assert!(matches!(error, EtcdError::Tls { .. }), "{text}");
-            assert!(text.contains(&plaintext), "{text}");
-            assert!(text.contains("https://"), "{text}");
+            assert_says(&error, is_tls, &[&plaintext, "https://"]);
         }
 
         #[tokio::test]
@@ -883,9 +927,7 @@ mod tests {
             let mut settings = security(&pki, "");
             settings.username.clear();
             let error = connect_error(&target(tls.clone(), &settings)).await;
-            let text = error.to_string();
-            assert!(matches!(error, EtcdError::Tls { .. }), "{text}");
-            assert!(text.contains("does not answer TLS"), "{text}");
+            assert_says(&error, is_tls, &["does not answer TLS"]);
         }
 
         #[tokio::test]
@@ -907,9 +949,7 @@ mod tests {
                 settings.tls_cert_file.clear();
                 settings.tls_key_file.clear();
                 let error = connect_error(&target(etcd.endpoint(), &settings)).await;
-                let text = error.to_string();
-                assert!(matches!(error, EtcdError::Tls { .. }), "{text}");
-                assert!(text.contains("[etcd] tls_cert_file"), "{text}");
+                assert_says(&error, is_tls, &["[etcd] tls_cert_file"]);
             }
         }
 
@@ -921,10 +961,11 @@ mod tests {
                 Duration::from_secs(3),
             ))
             .await;
-            let text = error.to_string();
-            assert!(matches!(error, EtcdError::Authentication { .. }), "{text}");
-            assert!(text.contains(&etcd.endpoint()), "{text}");
-            assert!(text.contains("[etcd] username"), "{text}");
+            assert_says(
+                &error,
+                is_authentication,
+                &[&etcd.endpoint(), "[etcd] username"],
+            );
         }
 
         #[tokio::test]

@@ -11,6 +11,15 @@ use test_servers::{
     ETCD_USER, ETCD_USER_PASSWORD, Elasticsearch, Etcd, EtcdOptions, Kafka, TestPki,
 };
 
+/// One agent record saying `text`, for `produce`.
+fn one_line(text: &str) -> Vec<(String, Vec<u8>, Option<i64>)> {
+    vec![(
+        "k".to_string(),
+        agent_message("2026-11-25T09:00:00Z", text, "h", "/f", 0),
+        None,
+    )]
+}
+
 #[test]
 fn topics_come_from_etcd_and_follow_its_changes() {
     let kafka = Kafka::start();
@@ -28,15 +37,8 @@ fn topics_come_from_etcd_and_follow_its_changes() {
         ..EtcdConfig::default()
     });
     let transfer = InProcess::start(cfg);
-    let msg = |t: &str| {
-        vec![(
-            "k".to_string(),
-            agent_message("2026-11-25T09:00:00Z", t, "h", "/f", 0),
-            None,
-        )]
-    };
-    produce(&kafka, "first", &msg("to first"));
-    produce(&kafka, "second", &msg("to second, not listed yet"));
+    produce(&kafka, "first", &one_line("to first"));
+    produce(&kafka, "second", &one_line("to second, not listed yet"));
     wait_count(&es, "logs-first-*", 1, Duration::from_secs(60));
 
     etcd.put("/logtransfer/topics", "first, second");
@@ -85,17 +87,10 @@ fn topics_come_from_an_etcd_with_tls_client_certificates_and_a_login() {
     );
     cfg.etcd = Some(secured_etcd_config(&etcd, &pki, ETCD_USER_PASSWORD));
     let transfer = InProcess::start(cfg);
-    let msg = |t: &str| {
-        vec![(
-            "k".to_string(),
-            agent_message("2026-11-25T09:00:00Z", t, "h", "/f", 0),
-            None,
-        )]
-    };
-    produce(&kafka, "secured", &msg("over tls"));
+    produce(&kafka, "secured", &one_line("over tls"));
     wait_count(&es, "logs-secured-*", 1, Duration::from_secs(60));
     etcd.put("/logtransfer/topics", "secured, later");
-    produce(&kafka, "later", &msg("followed over tls"));
+    produce(&kafka, "later", &one_line("followed over tls"));
     wait_count(&es, "logs-later-*", 1, Duration::from_secs(60));
     transfer.stop();
 }
