@@ -93,12 +93,27 @@ pub struct EtcdCredentials {
 }
 
 /// TLS material for the etcd client, read from the files.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct EtcdTls {
     /// CA certificates (PEM); `None`: the system's trusted roots.
     pub ca_pem: Option<Vec<u8>>,
     /// Client certificate (PEM) and its private key (PEM, never printed).
     pub identity: Option<(Vec<u8>, Secret)>,
+}
+
+/// Sizes, not contents: certificates are public but unreadable as byte lists, and the key
+/// is a secret.
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pem = |bytes: &Vec<u8>| format!("<{} bytes of PEM>", bytes.len());
+        f.debug_struct("EtcdTls")
+            .field("ca_pem", &self.ca_pem.as_ref().map(pem))
+            .field(
+                "identity",
+                &self.identity.as_ref().map(|(cert, key)| (pem(cert), key)),
+            )
+            .finish()
+    }
 }
 
 /// Why the etcd security settings are unusable. Never carries a secret.
@@ -366,6 +381,7 @@ mod tests {
             !debug.contains("s3cret") && !debug.contains("PRIVATE"),
             "{debug}"
         );
+        assert!(debug.contains("bytes of PEM"), "{debug}");
     }
 
     #[test]

@@ -801,6 +801,23 @@ mod tests {
         assert_eq!(seen[0].value, None);
     }
 
+    #[test]
+    fn non_compaction_cancels_reconnect_and_compactions_do_not() {
+        let canceled = |compact_revision| WatchError::Canceled {
+            compact_revision,
+            reason: String::new(),
+        };
+        assert!(
+            canceled(0).needs_login(),
+            "etcd 3.4's answer to an expired token"
+        );
+        assert!(
+            !canceled(42).needs_login(),
+            "a compaction: re-read, same client"
+        );
+        assert!(!WatchError::Closed.needs_login());
+    }
+
     mod secured {
         //! Against a real etcd with TLS and/or authentication on (test_servers::EtcdOptions).
 
