@@ -11,6 +11,8 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use service_kit::background::Background;
 use service_kit::etcd::{EtcdError, EtcdSecurityError, KeyUpdate, KeyWatcher};
+use service_kit::kafka::BrokerReadiness;
+use service_kit::readiness::Readiness;
 use service_kit::shutdown::Shutdown;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -190,6 +192,10 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
     );
     let store = Arc::new(CheckpointStore::open(&data_dir)?);
     let metrics = Arc::new(Metrics::default());
+    // `/ready`: Kafka reachable and the collect config's watch alive (`/health` is liveness).
+    let readiness = Readiness::new();
+    let kafka_ready = readiness.condition("kafka", "no connection to a broker yet");
+    let etcd_ready = readiness.condition("etcd", "not watching the collect config yet");
 
     let metrics_addr = if config.agent.metrics_address.is_empty() {
         None
@@ -199,6 +205,7 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         let (addr, _task) = service_kit::metrics::serve(
             &config.agent.metrics_address,
             Arc::new(registry),
+            readiness,
             shutdown.clone(),
         )
         .await
@@ -227,7 +234,8 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
             Arc::clone(&metrics),
             retries.reports(),
         )?
-        .with_event_id_header(config.kafka.event_id_header),
+        .with_event_id_header(config.kafka.event_id_header)
+        .with_readiness(BrokerReadiness::new(kafka_ready)),
     );
     let host = config.agent.host_name();
     let chunks =
@@ -297,12 +305,17 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
     // agent (password, certificate, TLS): stop here, a retry cannot fix it.
     let (watch, reachable) = match service_kit::etcd::connect(&etcd_target).await {
         Ok(client) => (
-            KeyWatcher::new(etcd_target, key.clone()).with_client(client),
+            KeyWatcher::new(etcd_target, key.clone())
+                .with_client(client)
+                .with_readiness(etcd_ready),
             true,
         ),
         Err(error) if error.is_unreachable() => {
             log::warn!("{error}; retrying in the background");
-            (KeyWatcher::new(etcd_target, key.clone()), false)
+            (
+                KeyWatcher::new(etcd_target, key.clone()).with_readiness(etcd_ready),
+                false,
+            )
         }
         Err(error) => return Err(AgentError::Etcd(error)),
     };

@@ -40,6 +40,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         let (addr, _handle) = service_kit::metrics::serve(
             &config.transfer.metrics_address,
             Arc::new(registry),
+            service_kit::readiness::Readiness::new(),
             shutdown.clone(),
         )
         .await?;

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::readiness::Condition;
 
 /// Implements `Deserialize` for a component's `[etcd]` section struct: its own keys (listed
 /// here, read by its `#[serde(remote = "Self")]` derive) and the [`SECURITY_KEYS`] every
@@ -473,6 +474,8 @@ pub struct KeyWatcher {
     key: String,
     client: Option<Client>,
     backoff: Backoff,
+    /// Ready while a watch is established; not ready from its end until the next one.
+    alive: Option<Condition>,
 }
 
 impl std::fmt::Debug for KeyWatcher {
@@ -483,6 +486,7 @@ impl std::fmt::Debug for KeyWatcher {
             .field("key", &self.key)
             .field("connected", &self.client.is_some())
             .field("backoff", &self.backoff)
+            .field("alive", &self.alive)
             .finish()
     }
 }
@@ -497,7 +501,17 @@ impl KeyWatcher {
             client: None,
             // 200 ms to 10 s: the agents' and transfers' etcd retries since the start.
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+            alive: None,
         }
+    }
+
+    /// Keeps `alive` ready while a watch is established, and not ready (with the error)
+    /// from the moment a round fails until the next watch is established. etcd that stops
+    /// or restarts ends the stream at once; a frozen etcd is noticed by the keep-alive of
+    /// [`connect_options`] (5 s, then the timeout).
+    pub fn with_readiness(mut self, alive: Condition) -> Self {
+        self.alive = Some(alive);
+        self
     }
 
     /// Uses an already connected client (e.g. the one [`connect`] checked at start-up)
@@ -559,6 +573,13 @@ impl KeyWatcher {
             match result {
                 Ok(()) => return,
                 Err(error) => {
+                    if let Some(alive) = &self.alive {
+                        alive.set_not_ready(format!(
+                            "the watch of {} on etcd {} ended: {error}; re-watching",
+                            self.key,
+                            self.endpoints.join(",")
+                        ));
+                    }
                     let wait = self.backoff.next_delay();
                     log::warn!(
                         "etcd {:?}, key {:?}: {error}; reading the key again and re-watching in {wait:?}",
@@ -606,6 +627,9 @@ impl KeyWatcher {
             .with_progress_notify();
         let mut stream = client.watch(self.key.as_str(), Some(options)).await?;
         self.backoff.reset();
+        if let Some(alive) = &self.alive {
+            alive.set_ready();
+        }
         loop {
             let message = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
@@ -784,6 +808,52 @@ mod tests {
             .await
             .expect("the watcher did not stop")
             .unwrap();
+    }
+
+    /// Polls `condition` every 50 ms until it holds; panics after 60 s naming `what`.
+    async fn eventually(what: &str, condition: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !condition() {
+            assert!(tokio::time::Instant::now() < deadline, "never {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_watch_is_ready_while_alive_not_while_etcd_is_frozen_or_gone() {
+        let mut etcd = test_servers::Etcd::start();
+        let readiness = crate::readiness::Readiness::new();
+        let alive = readiness.condition("etcd", "not watching yet");
+        assert!(!alive.is_ready());
+        let (tx, mut rx) = mpsc::channel(64);
+        let stop = CancellationToken::new();
+        let watch = watcher(&etcd, "/r").with_readiness(alive.clone());
+        let task = tokio::spawn(watch.run(tx, stop.clone()));
+        // Drains the updates (re-reads deliver the value again) so the watcher never waits.
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        eventually("ready once watching", || alive.is_ready()).await;
+
+        etcd.pause();
+        eventually("not ready while etcd is frozen", || !alive.is_ready()).await;
+        let report = readiness.report().to_text();
+        assert!(
+            report.contains("etcd: not ready: the watch of /r"),
+            "{report}"
+        );
+        etcd.resume();
+        eventually("ready again once etcd thaws", || alive.is_ready()).await;
+
+        tokio::task::block_in_place(|| etcd.stop());
+        eventually("not ready while etcd is down", || !alive.is_ready()).await;
+        tokio::task::block_in_place(|| etcd.restart());
+        eventually("ready again after the restart", || alive.is_ready()).await;
+
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the watcher did not stop")
+            .unwrap();
+        drain.await.unwrap();
     }
 
     #[tokio::test]

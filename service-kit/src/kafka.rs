@@ -4,7 +4,13 @@
 //! (no duplicates from producer retries, no loss on leader change), and consumers that
 //! commit only what the caller marks as done.
 
+use std::collections::HashMap;
+
 use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use serde::Deserialize;
+
+use crate::readiness::Condition;
 
 /// A producer that retries without duplicating and waits for all in-sync replicas.
 ///
@@ -40,9 +46,159 @@ pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
     config
 }
 
+/// How often librdkafka reports its statistics, from which [`BrokerReadiness`] reads the
+/// broker connections' states: a JSON document built and read every 5 s, nothing sent.
+pub const STATS_INTERVAL_MS: u32 = 5000;
+
+/// A Kafka client's readiness, from what librdkafka reports anyway: no request of its own.
+///
+/// - the statistics callback (every [`STATS_INTERVAL_MS`], turned on by
+///   [`BrokerReadiness::configure`]) lists every broker connection with its state: ready
+///   while at least one is `UP`, not ready (naming each broker's state) while none is;
+/// - the error callback says at once when all brokers are down or the client failed for
+///   good: not ready until the next statistics find a connection up.
+///
+/// librdkafka notices a broker that stops or closes the connection at once, and one that
+/// stops answering (frozen, a network partition) when its requests time out
+/// (`socket.timeout.ms`, 60 s): a consumer fetches all the time, a producer only while it
+/// has messages to send, so an idle producer's frozen broker is noticed at the next
+/// metadata refresh (at most `topic.metadata.refresh.interval.ms`, 5 min).
+#[derive(Clone, Debug)]
+pub struct BrokerReadiness {
+    condition: Condition,
+}
+
+/// The part of librdkafka's statistics JSON readiness reads.
+#[derive(Debug, Deserialize)]
+struct Statistics {
+    #[serde(default)]
+    brokers: HashMap<String, BrokerStatistics>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BrokerStatistics {
+    /// `configured` (bootstrap), `learned` (from metadata), `internal`, `logical`.
+    #[serde(default)]
+    source: String,
+    /// `INIT`, `DOWN`, `CONNECT`, `AUTH`, `APIVERSION_QUERY`, `AUTH_HANDSHAKE`, `UP`, `UPDATE`.
+    #[serde(default)]
+    state: String,
+}
+
+impl BrokerReadiness {
+    /// Sets `condition` from the client's callbacks.
+    pub fn new(condition: Condition) -> Self {
+        BrokerReadiness { condition }
+    }
+
+    /// Turns on the statistics callback this reads.
+    pub fn configure(config: &mut ClientConfig) {
+        config.set("statistics.interval.ms", STATS_INTERVAL_MS.to_string());
+    }
+
+    /// Call from `ClientContext::stats_raw` with librdkafka's statistics JSON.
+    pub fn on_stats(&self, json: &[u8]) {
+        let statistics: Statistics = match serde_json::from_slice(json) {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("unreadable librdkafka statistics ({e}); readiness unchanged");
+                return;
+            }
+        };
+        // Internal and logical brokers (the internal queue, the group coordinator alias)
+        // are no connection of their own.
+        let mut states: Vec<(&str, &str)> = statistics
+            .brokers
+            .iter()
+            .filter(|(_, b)| b.source != "internal" && b.source != "logical")
+            .map(|(name, b)| (name.as_str(), b.state.as_str()))
+            .collect();
+        if states
+            .iter()
+            .any(|(_, state)| *state == "UP" || *state == "UPDATE")
+        {
+            self.condition.set_ready();
+            return;
+        }
+        states.sort_unstable();
+        let listed: Vec<String> = states
+            .iter()
+            .map(|(name, state)| format!("{name} {state}"))
+            .collect();
+        self.condition.set_not_ready(format!(
+            "no connection to any Kafka broker is up ({}); check that the brokers run and              that [kafka] address reaches them",
+            if listed.is_empty() {
+                "no broker known".to_string()
+            } else {
+                listed.join(", ")
+            }
+        ));
+    }
+
+    /// Call from `ClientContext::error`.
+    pub fn on_error(&self, error: &KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown) => self.condition.set_not_ready(format!(
+                "all Kafka brokers are down ({reason}); check that they run and that \
+                 [kafka] address reaches them"
+            )),
+            Some(RDKafkaErrorCode::Fatal) => self
+                .condition
+                .set_not_ready(format!("the Kafka client failed for good: {reason}")),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::readiness::Readiness;
+
+    #[test]
+    fn ready_while_one_broker_connection_is_up() {
+        let readiness = Readiness::new();
+        let brokers = BrokerReadiness::new(readiness.condition("kafka", "not connected yet"));
+        let stats = |a: &str, b: &str| {
+            format!(
+                r#"{{"name":"rdkafka#producer-1","brokers":{{
+                    "127.0.0.1:9092/bootstrap":{{"nodeid":-1,"source":"configured","state":"{a}"}},
+                    "127.0.0.1:9092/0":{{"nodeid":0,"source":"learned","state":"{b}"}},
+                    "GroupCoordinator":{{"nodeid":-1,"source":"logical","state":"UP"}}
+                }}}}"#
+            )
+        };
+        brokers.on_stats(stats("INIT", "UP").as_bytes());
+        assert!(readiness.is_ready());
+        brokers.on_stats(stats("DOWN", "CONNECT").as_bytes());
+        let report = readiness.report().to_text();
+        assert!(!readiness.is_ready(), "a logical broker is no connection");
+        assert!(
+            report.contains("127.0.0.1:9092/0 CONNECT, 127.0.0.1:9092/bootstrap DOWN"),
+            "{report}"
+        );
+        brokers.on_stats(stats("UP", "DOWN").as_bytes());
+        assert!(readiness.is_ready());
+        brokers.on_error(
+            &KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "2/2 brokers are down",
+        );
+        assert!(!readiness.is_ready());
+        assert!(
+            readiness
+                .report()
+                .to_text()
+                .contains("2/2 brokers are down"),
+            "{}",
+            readiness.report().to_text()
+        );
+        brokers.on_error(
+            &KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure),
+            "one connection",
+        );
+        brokers.on_stats(b"not json");
+        assert!(!readiness.is_ready(), "neither changes the state");
+    }
 
     #[test]
     fn producer_is_idempotent_and_waits_for_all_replicas() {

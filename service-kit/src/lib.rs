@@ -5,7 +5,9 @@
 //! - [`daemon`]: the daemons' one entry-point shape, their `[log]` section and `--log-level`.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one cancellation signal every task can wait on.
 //! - [`background`]: a service on its own runtime in a thread, stopped through that signal.
-//! - [`metrics`]: the Prometheus `/metrics` endpoint for a binary's own counters.
+//! - [`metrics`]: the Prometheus `/metrics` endpoint for a binary's own counters, with
+//!   `/health` (liveness) and `/ready` (readiness) beside it.
+//! - [`readiness`]: the named conditions `/ready` reports (sinks reachable, watch alive).
 //! - `kafka` and `etcd` (cargo features of the same names, so that a binary that talks to
 //!   neither builds neither librdkafka nor tonic): client settings that hold up against a
 //!   broker or etcd outage, and the etcd key watcher.
@@ -27,6 +29,7 @@ pub mod host;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod metrics;
+pub mod readiness;
 pub use secure_transport::secret;
 pub mod section;
 pub mod shutdown;

@@ -1,7 +1,9 @@
 //! The Prometheus endpoint every binary exposes for its own counters.
 //!
 //! `GET /metrics` renders the registry in the OpenMetrics text format (which Prometheus
-//! scrapes natively); `GET /health` answers `ok` for liveness probes.
+//! scrapes natively); `GET /health` answers `ok` for liveness probes; `GET /ready` answers
+//! 200 while every condition of the daemon's [`Readiness`] holds and 503 naming those that do
+//! not (see [`crate::readiness`]), for readiness probes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 
+use crate::readiness::Readiness;
 use crate::shutdown::Shutdown;
 
 /// The content type Prometheus negotiates for OpenMetrics text.
@@ -35,10 +38,19 @@ pub enum MetricsError {
     },
 }
 
-/// Serves `registry` on `address` until `shutdown` triggers; returns the bound address.
+/// What the handlers read.
+#[derive(Clone)]
+struct Served {
+    registry: Arc<Registry>,
+    readiness: Readiness,
+}
+
+/// Serves `registry` on `/metrics`, `readiness` on `/ready` and `/health` on `address` until
+/// `shutdown` triggers; returns the bound address.
 pub async fn serve(
     address: &str,
     registry: Arc<Registry>,
+    readiness: Readiness,
     shutdown: Shutdown,
 ) -> Result<(SocketAddr, JoinHandle<()>), MetricsError> {
     let bind_error = |source| MetricsError::Bind {
@@ -52,7 +64,11 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(render))
         .route("/health", get(|| async { "ok" }))
-        .with_state(registry);
+        .route("/ready", get(ready))
+        .with_state(Served {
+            registry,
+            readiness,
+        });
     let handle = tokio::spawn(async move {
         let stopped = async move { shutdown.wait().await };
         if let Err(error) = axum::serve(listener, app)
@@ -65,9 +81,23 @@ pub async fn serve(
     Ok((local, handle))
 }
 
-async fn render(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
+async fn ready(State(served): State<Served>) -> impl IntoResponse {
+    let report = served.readiness.report();
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        report.to_text(),
+    )
+}
+
+async fn render(State(served): State<Served>) -> impl IntoResponse {
     let mut body = String::with_capacity(4096);
-    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+    match prometheus_client::encoding::text::encode(&mut body, &served.registry) {
         Ok(()) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
@@ -104,13 +134,36 @@ mod tests {
         lines.inc_by(41);
         lines.inc();
         let shutdown = Shutdown::new();
-        let (addr, handle) = serve("127.0.0.1:0", Arc::new(registry), shutdown.clone())
-            .await
-            .unwrap();
+        let readiness = Readiness::new();
+        let (addr, handle) = serve(
+            "127.0.0.1:0",
+            Arc::new(registry),
+            readiness.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
         let response = get_path(addr, "/metrics").await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         assert!(response.contains("lines_read_total 42"), "{response}");
         assert!(get_path(addr, "/health").await.ends_with("ok"));
+        let ready = get_path(addr, "/ready").await;
+        assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+        let sink = readiness.condition("kafka", "not connected yet");
+        let ready = get_path(addr, "/ready").await;
+        assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+        assert!(
+            ready.ends_with("not ready\nkafka: not ready: not connected yet\n"),
+            "{ready}"
+        );
+        assert!(
+            get_path(addr, "/health").await.ends_with("ok"),
+            "liveness does not follow readiness"
+        );
+        sink.set_ready();
+        let ready = get_path(addr, "/ready").await;
+        assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+        assert!(ready.ends_with("ready\nkafka: ok\n"), "{ready}");
         shutdown.trigger();
         tokio::time::timeout(std::time::Duration::from_secs(5), handle)
             .await
@@ -122,9 +175,14 @@ mod tests {
     async fn a_taken_port_is_a_clear_error() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = taken.local_addr().unwrap().to_string();
-        let err = serve(&address, Arc::new(Registry::default()), Shutdown::new())
-            .await
-            .unwrap_err();
+        let err = serve(
+            &address,
+            Arc::new(Registry::default()),
+            Readiness::new(),
+            Shutdown::new(),
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains(&address), "{err}");
         assert!(err.to_string().contains("metrics_address"), "{err}");
     }

@@ -199,7 +199,15 @@ impl Agent {
 async fn serve_metrics(listen: &str, registry: Arc<Registry>, shutdown: &Shutdown, target: &str) {
     let mut next_log = Instant::now();
     loop {
-        match service_kit::metrics::serve(listen, Arc::clone(&registry), shutdown.clone()).await {
+        let readiness = service_kit::readiness::Readiness::new();
+        match service_kit::metrics::serve(
+            listen,
+            Arc::clone(&registry),
+            readiness,
+            shutdown.clone(),
+        )
+        .await
+        {
             Ok((addr, _handle)) => {
                 log::info!("serving node_exporter-style metrics on http://{addr}/metrics");
                 return;

@@ -114,6 +114,23 @@ pub fn scrape_metric(url: &str, name: &str) -> Option<f64> {
     )
 }
 
+/// Polls `url` (a daemon's `/ready`) every 100 ms until it answers `status`, and returns
+/// that response; panics after `timeout` with the last answer. For the readiness tests:
+/// a deadline, never a fixed wait.
+pub fn wait_for_status(url: &str, status: u16, timeout: std::time::Duration) -> HttpResponse {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let last = http_request("GET", url, None, b"");
+        match &last {
+            Ok(response) if response.status == status => return response.clone(),
+            _ if std::time::Instant::now() >= deadline => {
+                panic!("{url} did not answer {status} within {timeout:?}; last answer: {last:?}")
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
 /// Percent-encodes a query parameter value.
 pub(crate) fn encode_query(value: &str) -> String {
     let mut out = String::with_capacity(value.len() * 3);

@@ -37,7 +37,7 @@ pub use elasticsearch::Elasticsearch;
 pub use error::HarnessError;
 pub use etcd::{ETCD_ROOT_PASSWORD, ETCD_USER, ETCD_USER_PASSWORD, Etcd, EtcdOptions, etcd_put};
 pub use fault_proxy::{Fault, FaultProxy};
-pub use http::{HttpResponse, http_request, scrape_metric};
+pub use http::{HttpResponse, http_request, scrape_metric, wait_for_status};
 pub use influx::Influx;
 pub use kafka::Kafka;
 pub use pki::TestPki;

@@ -14,8 +14,8 @@
 //! are reported as [`Undelivered::Broken`]; [`Sink::broken`] says why, and the agent stops
 //! so that a restart begins with a new producer and re-sends what Kafka did not acknowledge.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -23,6 +23,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use service_kit::kafka::BrokerReadiness;
 
 use super::{DeliveryReports, OwnedMessage, SendError, Sink, SinkError, Undelivered};
 use crate::ack::AckToken;
@@ -36,6 +37,8 @@ pub struct AckContext {
     /// Set when librdkafka reports a fatal error: failed deliveries are then reported as
     /// [`Undelivered::Broken`] (producing them again cannot succeed).
     broken: AtomicBool,
+    /// `/ready`'s `kafka` condition, from the broker states in librdkafka's statistics.
+    readiness: OnceLock<BrokerReadiness>,
 }
 
 impl ClientContext for AckContext {
@@ -43,7 +46,16 @@ impl ClientContext for AckContext {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
             self.broken.store(true, Ordering::Relaxed);
         }
+        if let Some(readiness) = self.readiness.get() {
+            readiness.on_error(&error, reason);
+        }
         log::error!("librdkafka: {error}: {reason}");
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(readiness) = self.readiness.get() {
+            readiness.on_stats(statistics);
+        }
     }
 }
 
@@ -123,10 +135,12 @@ impl KafkaSink {
             // Lines are cut to fit this when they are encoded (`encode::FileEncoder`).
             .set("message.max.bytes", message_max_bytes.to_string())
             .set("batch.num.messages", "10000");
+        BrokerReadiness::configure(&mut config);
         let context = AckContext {
             metrics,
             reports,
             broken: AtomicBool::new(false),
+            readiness: OnceLock::new(),
         };
         let producer: ThreadedProducer<AckContext> =
             config
@@ -139,6 +153,13 @@ impl KafkaSink {
             producer,
             event_id_header: false,
         })
+    }
+
+    /// Sets `readiness` (`/ready`'s `kafka` condition) from the producer's broker states.
+    pub fn with_readiness(self, readiness: BrokerReadiness) -> Self {
+        // Set once, here, right after creation: `set` fails only when already set.
+        let _ = self.producer.context().readiness.set(readiness);
+        self
     }
 
     /// Also sends each message's event id as the Kafka header `event.id`.

@@ -13,6 +13,7 @@ mod live_config;
 mod long_lines;
 mod open_files;
 mod outage;
+mod readiness;
 mod rotation;
 mod secured_etcd;
 mod send_errors;
