@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use service_kit::etcd::KeyWatcher;
+use service_kit::kafka::BrokerReadiness;
+use service_kit::readiness::Readiness;
 use service_kit::shutdown::Shutdown;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -25,6 +27,10 @@ use crate::sinks::elasticsearch::template;
 use crate::sources::etcd_topics;
 use crate::sources::kafka::KafkaSource;
 
+/// After this long without a request to Elasticsearch, a ping (`GET /`) tells `/ready`
+/// whether it is still reachable.
+const ES_READINESS_PING_AFTER: Duration = Duration::from_secs(10);
+
 /// Runs the transfer until `shutdown` triggers, then finishes in-flight requests (for at
 /// most `[transfer] shutdown_timeout_ms`), commits and returns.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
@@ -34,13 +40,17 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let installation = template::plan(&config.es, &index)?;
     let op_type = config.es.effective_op_type();
     let metrics = Metrics::default();
+    // `/ready`: Kafka and Elasticsearch reachable (`/health` is liveness).
+    let readiness = Readiness::new();
+    let kafka_ready = readiness.condition("kafka", "no connection to a broker yet");
+    let es_ready = readiness.condition("elasticsearch", "no request answered yet");
     if !config.transfer.metrics_address.is_empty() {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let (addr, _handle) = service_kit::metrics::serve(
             &config.transfer.metrics_address,
             Arc::new(registry),
-            service_kit::readiness::Readiness::new(),
+            readiness,
             shutdown.clone(),
         )
         .await?;
@@ -49,8 +59,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
 
     let service = Arc::new(
         ElasticsearchService::new(&config.es)?
-            .with_error_counter(metrics.es_request_errors.clone()),
+            .with_error_counter(metrics.es_request_errors.clone())
+            .with_readiness(es_ready),
     );
+    tokio::spawn(Arc::clone(&service).keep_readiness(ES_READINESS_PING_AFTER, stop.clone()));
     if config.es.install_template && !template::install(&service, &installation, &stop).await? {
         return Ok(());
     }
@@ -79,7 +91,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     }
 
     let tracker = Arc::new(OffsetTracker::default());
-    let source = KafkaSource::new(&config.kafka, tracker.clone(), metrics.clone())?;
+    let source = KafkaSource::new(&config.kafka, tracker.clone(), metrics.clone())?
+        .with_readiness(BrokerReadiness::new(kafka_ready));
     let sink_cancel = CancellationToken::new();
     let sink_ctx = Arc::new(SinkContext {
         service,

@@ -577,7 +577,7 @@ impl KeyWatcher {
                         alive.set_not_ready(format!(
                             "the watch of {} on etcd {} ended: {error}; re-watching",
                             self.key,
-                            self.endpoints.join(",")
+                            self.target.endpoints.join(",")
                         ));
                     }
                     let wait = self.backoff.next_delay();

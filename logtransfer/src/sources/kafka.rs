@@ -4,15 +4,17 @@
 //! what a record becomes and where it goes is decided by [`topology`](crate::topology).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
+use service_kit::kafka::BrokerReadiness;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -66,9 +68,24 @@ struct TrackingContext {
     paused: AtomicBool,
     /// Partitions paused on their own: too many records wait behind an unsettled one.
     holds: PartitionHolds,
+    /// `/ready`'s `kafka` condition, from the broker states in librdkafka's statistics.
+    readiness: OnceLock<BrokerReadiness>,
 }
 
-impl ClientContext for TrackingContext {}
+impl ClientContext for TrackingContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(readiness) = self.readiness.get() {
+            readiness.on_error(&error, reason);
+        }
+        log::error!("librdkafka: {error}: {reason}");
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(readiness) = self.readiness.get() {
+            readiness.on_stats(statistics);
+        }
+    }
+}
 
 impl ConsumerContext for TrackingContext {
     /// librdkafka keeps a partition's pause flag (set by `pause()`) across its revocation
@@ -146,10 +163,12 @@ fn create_consumer(
             config.fetch_queue_kbytes.max(1).to_string(),
         )
         .set("enable.partition.eof", "false");
+    BrokerReadiness::configure(&mut cc);
     cc.create_with_context(TrackingContext {
         tracker,
         paused: AtomicBool::new(false),
         holds: PartitionHolds::default(),
+        readiness: OnceLock::new(),
     })
     .map_err(|source| SourceError::Create {
         brokers: config.address.clone(),
@@ -227,6 +246,13 @@ impl KafkaSource {
             group: config.group_id.clone(),
             max_pending_per_partition: config.max_pending_per_partition.max(1),
         })
+    }
+
+    /// Sets `readiness` (`/ready`'s `kafka` condition) from the consumer's broker states.
+    pub fn with_readiness(self, readiness: BrokerReadiness) -> Self {
+        // Set once, here, right after creation: `set` fails only when already set.
+        let _ = self.consumer.context().readiness.set(readiness);
+        self
     }
 
     /// The last commit, after [`run`](Self::run) returned and the sink settled what it

@@ -19,4 +19,5 @@ mod hostile;
 mod kafka_outage;
 mod kibana_objects;
 mod pipeline;
+mod readiness;
 mod stuck_record;

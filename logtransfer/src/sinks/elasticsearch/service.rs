@@ -1,13 +1,16 @@
 //! The HTTP calls to Elasticsearch (reqwest): `_bulk` and the index template.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
 use serde_json::Value;
+use service_kit::readiness::Condition;
+use tokio_util::sync::CancellationToken;
 
 use super::config::ElasticsearchConfig;
 use crate::metrics::StatusLabels;
@@ -90,6 +93,19 @@ impl RequestError {
             log::Level::Debug
         } else {
             log::Level::Warn
+        }
+    }
+
+    /// Whether this failure means Elasticsearch is not reachable for our requests: no
+    /// answer, a 5xx, or a refusal of every request (401, 403, 404: the credentials or the
+    /// URL). A 400, 409, 413 or 429 is an answer about the documents or the load: reachable.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            RequestError::Transport { .. } => true,
+            RequestError::Status { status, .. } => {
+                matches!(status, 401 | 403 | 404) || *status >= 500
+            }
+            RequestError::Decode { .. } => false,
         }
     }
 
@@ -195,6 +211,11 @@ pub struct ElasticsearchService {
     /// The status of the operator-facing failure (401/403/404) going on, if any: one ERROR
     /// per spell, shared by every request in flight, instead of one per retry.
     spell: Mutex<Option<u16>>,
+    /// `/ready`'s `elasticsearch` condition, set from every request's outcome.
+    readiness: Option<Condition>,
+    /// When the last request got an answer or failed: [`Self::keep_readiness`] pings only
+    /// after this long a silence.
+    last_outcome: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for ElasticsearchService {
@@ -320,6 +341,8 @@ impl ElasticsearchService {
                 .then(|| (config.username.clone(), config.password.clone())),
             errors: Family::default(),
             spell: Mutex::new(None),
+            readiness: None,
+            last_outcome: Mutex::new(Instant::now()),
         })
     }
 
@@ -329,9 +352,77 @@ impl ElasticsearchService {
         self
     }
 
+    /// Sets `readiness` (`/ready`'s `elasticsearch` condition) from every request's outcome
+    /// (see [`RequestError::is_unreachable`]), and from the pings of
+    /// [`Self::keep_readiness`] while no request is sent.
+    pub fn with_readiness(mut self, readiness: Condition) -> Self {
+        self.readiness = Some(readiness);
+        self
+    }
+
+    /// While idle, pings (`GET /`) every `every` when no request had an outcome for that
+    /// long, so that `/ready` follows Elasticsearch without traffic too; while documents
+    /// flow the bulk requests themselves say it, and nothing is added. Runs until `stop`.
+    pub async fn keep_readiness(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let Some(readiness) = self.readiness.clone() else {
+            return;
+        };
+        loop {
+            let silent_for = self.last_outcome.lock().elapsed();
+            let wait = every
+                .saturating_sub(silent_for)
+                .max(Duration::from_millis(100));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if self.last_outcome.lock().elapsed() < every {
+                continue;
+            }
+            let result = self.ping().await;
+            *self.last_outcome.lock() = Instant::now();
+            match result {
+                Err(e) if e.is_unreachable() => {
+                    readiness.set_not_ready(format!("Elasticsearch is unreachable: {e}"))
+                }
+                _ => readiness.set_ready(),
+            }
+        }
+    }
+
+    /// `GET /` on the next node: an answer of any status, or why there was none.
+    async fn ping(&self) -> Result<(), RequestError> {
+        let node = self.node();
+        let url = format!("{}/", node.url);
+        let resp = self
+            .auth(node, self.client.get(&url))
+            .send()
+            .await
+            .map_err(RequestError::transport(&url))?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let bytes = resp.bytes().await.unwrap_or_default();
+        Err(RequestError::Status {
+            url,
+            status,
+            body: truncate(&bytes),
+        })
+    }
+
     /// Counts and reports the outcome of one request. A 401/403/404 starts a spell with
     /// one ERROR naming the status, the node and what to check; a success ends it.
     fn observe<T>(&self, result: Result<T, RequestError>) -> Result<T, RequestError> {
+        *self.last_outcome.lock() = Instant::now();
+        if let Some(readiness) = &self.readiness {
+            match &result {
+                Err(e) if e.is_unreachable() => {
+                    readiness.set_not_ready(format!("Elasticsearch is unreachable: {e}"))
+                }
+                _ => readiness.set_ready(),
+            }
+        }
         match &result {
             Ok(_) => {
                 if self.spell.lock().take().is_some() {
