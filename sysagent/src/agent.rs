@@ -6,6 +6,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
+use service_kit::readiness::Readiness;
 use service_kit::shutdown::Shutdown;
 use tokio::sync::oneshot;
 
@@ -109,11 +110,14 @@ impl Agent {
             self.stats.scrapes.clone(),
         )));
         let registry = Arc::new(registry);
+        // `/ready`: InfluxDB reachable, when it is written to (`/health` is liveness).
+        let readiness = Readiness::new();
 
         let influx = if self.config.influxdb.address.trim().is_empty() {
             None
         } else {
-            match InfluxSink::start(&self.config.influxdb, self.stats.clone()) {
+            let ready = readiness.condition("influxdb", "no write answered yet");
+            match InfluxSink::start(&self.config.influxdb, self.stats.clone(), ready) {
                 Ok(sink) => {
                     log::info!(
                         "writing to InfluxDB at {} every {:?}",
@@ -162,7 +166,7 @@ impl Agent {
             } else {
                 ""
             };
-            serve_metrics(&listen, registry, &shutdown, target).await;
+            serve_metrics(&listen, registry, readiness, &shutdown, target).await;
         }
         shutdown.wait().await;
 
@@ -196,18 +200,22 @@ impl Agent {
 
 /// Serve `/metrics` on `listen`; when the address is taken, say so and retry every
 /// [`BIND_RETRY`] until it works or `shutdown` (collection goes on meanwhile).
-async fn serve_metrics(listen: &str, registry: Arc<Registry>, shutdown: &Shutdown, target: &str) {
+async fn serve_metrics(
+    listen: &str,
+    registry: Arc<Registry>,
+    readiness: Readiness,
+    shutdown: &Shutdown,
+    target: &str,
+) {
     let mut next_log = Instant::now();
     loop {
-        let readiness = service_kit::readiness::Readiness::new();
-        match service_kit::metrics::serve(
+        let served = service_kit::metrics::serve(
             listen,
             Arc::clone(&registry),
-            readiness,
+            readiness.clone(),
             shutdown.clone(),
-        )
-        .await
-        {
+        );
+        match served.await {
             Ok((addr, _handle)) => {
                 log::info!("serving node_exporter-style metrics on http://{addr}/metrics");
                 return;

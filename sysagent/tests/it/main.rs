@@ -8,3 +8,4 @@ mod binary;
 mod common;
 mod influxdb;
 mod prometheus;
+mod readiness;

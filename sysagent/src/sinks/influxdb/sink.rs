@@ -13,6 +13,7 @@ use super::config::InfluxConfig;
 use super::service::{Service, WriteError};
 use crate::stats::Stats;
 use service_kit::backoff::Backoff;
+use service_kit::readiness::Condition;
 
 /// What the final flush achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +38,11 @@ fn lock(b: &Mutex<Buffer>) -> MutexGuard<'_, Buffer> {
 
 impl InfluxSink {
     /// Start the writer task (needs a tokio runtime). `Err` is a message for `[influxdb]`.
-    pub fn start(config: &InfluxConfig, stats: Stats) -> Result<Self, String> {
+    /// `ready` (`/ready`'s `influxdb` condition) follows each write's outcome: ready once
+    /// InfluxDB answered a write (or the database creation), not ready while writes fail
+    /// for want of InfluxDB (unreachable, 5xx, credentials refused, database missing). A
+    /// write goes out every collection interval, so no ping is needed.
+    pub fn start(config: &InfluxConfig, stats: Stats, ready: Condition) -> Result<Self, String> {
         let service = Service::new(config)?;
         let buffer = Arc::new(Mutex::new(Buffer::new(config.buffer, stats.clone())));
         let notify = Arc::new(Notify::new());
@@ -52,6 +57,7 @@ impl InfluxSink {
             flush_timeout: config.flush_timeout,
             stats,
             last_error: None,
+            ready,
         };
         let task = tokio::spawn(driver.run());
         Ok(InfluxSink {
@@ -125,13 +131,18 @@ struct Driver {
     /// Kind of the last failure and when it was last logged, to log once per change (and a
     /// reminder a minute) instead of once per retry.
     last_error: Option<(&'static str, Instant)>,
+    /// `/ready`'s `influxdb` condition.
+    ready: Condition,
 }
 
 impl Driver {
     async fn run(mut self) -> FlushReport {
         if self.service.creates_database() {
             match self.service.create_database().await {
-                Ok(()) => log::debug!("database ready on {}", self.service.address()),
+                Ok(()) => {
+                    self.ready.set_ready();
+                    log::debug!("database ready on {}", self.service.address())
+                }
                 Err(e) => self.report_error(&e),
             }
         }
@@ -152,6 +163,8 @@ impl Driver {
                     self.recovered();
                 }
                 Err(e) if !e.retryable() => {
+                    // InfluxDB answered: it is reachable, the batch was at fault.
+                    self.ready.set_ready();
                     lock(&self.buffer).settle(&batch, Outcome::Rejected);
                     self.stats.write_errors.inc();
                     log::error!("{e}");
@@ -226,6 +239,7 @@ impl Driver {
     }
 
     fn report_error(&mut self, e: &WriteError) {
+        self.ready.set_not_ready(e.to_string());
         let now = Instant::now();
         let due = match self.last_error {
             Some((kind, at)) => {
@@ -241,6 +255,7 @@ impl Driver {
     }
 
     fn recovered(&mut self) {
+        self.ready.set_ready();
         if self.last_error.take().is_some() {
             log::info!(
                 "InfluxDB at {} accepts writes again; {} points still buffered",
