@@ -14,11 +14,29 @@ pub const CAUGHT_UP_BYTES: u64 = 1024 * 1024;
 /// How often progress is reported while catching up.
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-/// Turns periodic samples of the unacknowledged backlog into progress lines.
+/// Where a catch-up stands, for the `logagent_catch_up_*` gauges: all zero when the agent
+/// is not catching up.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// The backlog to ship: the largest seen since this catch-up began (files that grow
+    /// meanwhile make it larger).
+    pub total_bytes: u64,
+    /// Of those, shipped (acknowledged by Kafka): `total_bytes` less what is left.
+    pub done_bytes: u64,
+    /// How fast the backlog shrank over the last report interval; 0 until one passed.
+    pub bytes_per_second: f64,
+    /// What is left at that rate; 0 while no rate is known or the backlog is not shrinking.
+    pub eta_seconds: f64,
+}
+
+/// Turns periodic samples of the unacknowledged backlog into progress lines (every
+/// [`REPORT_EVERY`]) and [`Progress`] (every sample).
 #[derive(Debug, Default)]
 pub struct CatchUp {
     /// When and at what backlog the last line was reported; `None` when not catching up.
     last: Option<(Instant, u64)>,
+    /// Where the catch-up stands.
+    progress: Progress,
 }
 
 impl CatchUp {
@@ -28,39 +46,74 @@ impl CatchUp {
         match self.last {
             None if lag >= REPORT_FROM_BYTES => {
                 self.last = Some((now, lag));
+                self.progress = Progress {
+                    total_bytes: lag,
+                    ..Progress::default()
+                };
                 Some(format!(
-                    "catching up: {} of lines not yet shipped to Kafka",
-                    mib(lag)
+                    "catching up: {} of lines not yet shipped to Kafka; progress every {} s \
+                     here and in logagent_catch_up_* on /metrics",
+                    mib(lag),
+                    REPORT_EVERY.as_secs()
                 ))
             }
             None => None,
             Some(_) if lag < CAUGHT_UP_BYTES => {
+                let shipped = self.progress.total_bytes;
                 self.last = None;
-                Some("caught up: every file is shipped to within 1 MiB".to_string())
+                self.progress = Progress::default();
+                Some(format!(
+                    "caught up: {} shipped, every file is shipped to within 1 MiB",
+                    mib(shipped)
+                ))
             }
-            Some((at, before)) if now.duration_since(at) >= REPORT_EVERY => {
+            Some((at, before)) => {
+                let total = self.progress.total_bytes.max(lag);
+                self.progress.total_bytes = total;
+                self.progress.done_bytes = total - lag;
+                if now.duration_since(at) < REPORT_EVERY {
+                    self.progress.eta_seconds = eta(lag, self.progress.bytes_per_second);
+                    return None;
+                }
                 self.last = Some((now, lag));
                 let secs = now.duration_since(at).as_secs_f64();
                 let rate = before.saturating_sub(lag) as f64 / secs;
+                self.progress.bytes_per_second = rate;
+                self.progress.eta_seconds = eta(lag, rate);
+                let done = format!(
+                    "{} of {} shipped ({:.0}%)",
+                    mib(total - lag),
+                    mib(total),
+                    (total - lag) as f64 * 100.0 / total as f64
+                );
                 Some(if rate > 0.0 {
                     format!(
-                        "catching up: {} left, shipping {}/s, about {:.0} s to go",
+                        "catching up: {done}, {} left, shipping {}/s, about {:.0} s to go",
                         mib(lag),
                         mib(rate as u64),
                         lag as f64 / rate
                     )
                 } else {
                     format!(
-                        "catching up: {} left and not shrinking (was {} {secs:.0} s ago): files \
-                         grow as fast as they are shipped, or Kafka is slow or unreachable",
+                        "catching up: {done}, {} left and not shrinking (was {} {secs:.0} s \
+                         ago): files grow as fast as they are shipped, or Kafka is slow or \
+                         unreachable",
                         mib(lag),
                         mib(before)
                     )
                 })
             }
-            Some(_) => None,
         }
     }
+
+    /// Where the catch-up stands after the last [`observe`](Self::observe).
+    pub fn progress(&self) -> Progress {
+        self.progress
+    }
+}
+
+fn eta(left: u64, rate: f64) -> f64 {
+    if rate > 0.0 { left as f64 / rate } else { 0.0 }
 }
 
 /// Lines waiting this long without a single acknowledgement are reported.
@@ -119,7 +172,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_backlog_is_reported_with_rate_and_eta_until_it_is_gone() {
+    fn a_backlog_is_reported_with_done_total_rate_and_eta_until_it_is_gone() {
         let mut c = CatchUp::default();
         let t0 = Instant::now();
         let s = |secs: u64| t0 + Duration::from_secs(secs);
@@ -129,20 +182,65 @@ mod tests {
             None,
             "a small backlog is not news"
         );
+        assert_eq!(c.progress(), Progress::default());
         let first = c.observe(200 * MB, s(1)).unwrap();
-        assert!(first.contains("200.0 MiB"), "{first}");
-        assert_eq!(c.observe(150 * MB, s(5)), None, "not every tick");
-        let progress = c.observe(100 * MB, s(11)).unwrap();
-        assert!(
-            progress.contains("100.0 MiB left")
-                && progress.contains("10.0 MiB/s")
-                && progress.contains("about 10 s"),
-            "{progress}"
+        assert_eq!(
+            first,
+            "catching up: 200.0 MiB of lines not yet shipped to Kafka; progress every 10 s \
+             here and in logagent_catch_up_* on /metrics"
         );
-        let stuck = c.observe(100 * MB, s(21)).unwrap();
-        assert!(stuck.contains("not shrinking"), "{stuck}");
-        let done = c.observe(MB / 2, s(22)).unwrap();
-        assert!(done.starts_with("caught up"), "{done}");
+        assert_eq!(
+            c.progress(),
+            Progress {
+                total_bytes: 200 * MB,
+                ..Progress::default()
+            }
+        );
+        assert_eq!(c.observe(150 * MB, s(5)), None, "not every tick");
+        assert_eq!(
+            c.progress(),
+            Progress {
+                total_bytes: 200 * MB,
+                done_bytes: 50 * MB,
+                bytes_per_second: 0.0,
+                eta_seconds: 0.0,
+            },
+            "done follows every sample; no rate before a whole interval"
+        );
+        let progress = c.observe(100 * MB, s(11)).unwrap();
+        assert_eq!(
+            progress,
+            "catching up: 100.0 MiB of 200.0 MiB shipped (50%), 100.0 MiB left, \
+             shipping 10.0 MiB/s, about 10 s to go"
+        );
+        assert_eq!(
+            c.progress(),
+            Progress {
+                total_bytes: 200 * MB,
+                done_bytes: 100 * MB,
+                bytes_per_second: (10 * MB) as f64,
+                eta_seconds: 10.0,
+            }
+        );
+        // Files that grow faster than they ship: the total grows with them.
+        assert_eq!(c.observe(250 * MB, s(12)), None);
+        assert_eq!(c.progress().total_bytes, 250 * MB);
+        assert_eq!(c.progress().done_bytes, 0);
+        assert_eq!(c.progress().eta_seconds, 25.0, "at the last known rate");
+        let stuck = c.observe(250 * MB, s(22)).unwrap();
+        assert!(
+            stuck.starts_with(
+                "catching up: 0.0 MiB of 250.0 MiB shipped (0%), 250.0 MiB left and not shrinking"
+            ),
+            "{stuck}"
+        );
+        assert_eq!(c.progress().eta_seconds, 0.0, "no ETA when not shrinking");
+        let done = c.observe(MB / 2, s(23)).unwrap();
+        assert_eq!(
+            done,
+            "caught up: 250.0 MiB shipped, every file is shipped to within 1 MiB"
+        );
+        assert_eq!(c.progress(), Progress::default());
         assert_eq!(c.observe(MB / 2, s(40)), None);
     }
 

@@ -87,6 +87,7 @@ impl Housekeeping {
         if let Some(line) = self.catch_up.observe(lag, Instant::now()) {
             log::info!("{line}");
         }
+        self.metrics.catch_up(self.catch_up.progress());
         self.metrics
             .lines_in_flight
             .set(self.limit.held_lines() as i64);

@@ -16,7 +16,10 @@
 //! `read_timeout_ms`: that file is not read until the read returns), `reader_threads_stuck`
 //! (reader threads abandoned in such a read that has not returned yet), `files_open`
 //! (collected files holding a descriptor, at most `max_open_files`), `files_waiting_turn`
-//! (files that changed and wait for one of those descriptors).
+//! (files that changed and wait for one of those descriptors); while a backlog of 64 MiB or
+//! more is shipped (a first start over big files, a broker back after an outage; see
+//! [`crate::catch_up`]) `catch_up_total_bytes`, `catch_up_done_bytes`,
+//! `catch_up_bytes_per_second` and `catch_up_eta_seconds`, all 0 otherwise.
 
 use std::sync::atomic::AtomicU64;
 
@@ -26,6 +29,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::catch_up::Progress;
 use crate::sources::file::open::RefusalReason;
 
 /// The label of `files_refused`.
@@ -81,6 +85,14 @@ pub struct Metrics {
     pub reads_stalled: Counter,
     /// Reader threads abandoned in a read that has not returned yet.
     pub reader_threads_stuck: Gauge,
+    /// The backlog of the catch-up going on (0: none).
+    pub catch_up_total_bytes: Gauge<u64, AtomicU64>,
+    /// Of it, acknowledged by Kafka.
+    pub catch_up_done_bytes: Gauge<u64, AtomicU64>,
+    /// How fast it shrinks (over the last 10 s).
+    pub catch_up_bytes_per_second: Gauge<f64, AtomicU64>,
+    /// About how long it still takes at that rate (0: not known).
+    pub catch_up_eta_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -96,6 +108,15 @@ impl Metrics {
         self.files_refused
             .get_or_create(&RefusalLabels { reason })
             .get()
+    }
+
+    /// Sets the `catch_up_*` gauges.
+    pub fn catch_up(&self, progress: Progress) {
+        self.catch_up_total_bytes.set(progress.total_bytes);
+        self.catch_up_done_bytes.set(progress.done_bytes);
+        self.catch_up_bytes_per_second
+            .set(progress.bytes_per_second);
+        self.catch_up_eta_seconds.set(progress.eta_seconds);
     }
 
     /// Registers every metric under the `logagent` prefix.
@@ -186,6 +207,26 @@ impl Metrics {
             "Files waiting for a turn at the max_open_files budget",
             self.files_waiting_turn.clone(),
         );
+        r.register(
+            "catch_up_total_bytes",
+            "Backlog of the catch-up going on (64 MiB or more not yet acknowledged; the largest seen since it began), 0 when none",
+            self.catch_up_total_bytes.clone(),
+        );
+        r.register(
+            "catch_up_done_bytes",
+            "Of the catch-up's backlog, bytes acknowledged by Kafka",
+            self.catch_up_done_bytes.clone(),
+        );
+        r.register(
+            "catch_up_bytes_per_second",
+            "How fast the catch-up's backlog shrank over the last 10 s",
+            self.catch_up_bytes_per_second.clone(),
+        );
+        r.register(
+            "catch_up_eta_seconds",
+            "About how long the catch-up still takes at that rate (0: not known)",
+            self.catch_up_eta_seconds.clone(),
+        );
         // Every reason is exported from the start, at 0: an alert on it needs no absent().
         for reason in RefusalReason::ALL {
             let _ = self.files_refused.get_or_create(&RefusalLabels { reason });
@@ -195,5 +236,46 @@ impl Metrics {
             "Files not opened (outside allowed_paths, not a regular file, open failed), once per path and reason",
             self.files_refused.clone(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catch_up_gauges_are_exported_and_zero_when_not_catching_up() {
+        let metrics = Metrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let render = |registry: &Registry| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+            text
+        };
+        let idle = render(&registry);
+        for line in [
+            "logagent_catch_up_total_bytes 0\n",
+            "logagent_catch_up_done_bytes 0\n",
+            "logagent_catch_up_bytes_per_second 0.0\n",
+            "logagent_catch_up_eta_seconds 0.0\n",
+        ] {
+            assert!(idle.contains(line), "{line:?} in\n{idle}");
+        }
+        metrics.catch_up(Progress {
+            total_bytes: 200 << 20,
+            done_bytes: 50 << 20,
+            bytes_per_second: 1_048_576.0,
+            eta_seconds: 150.0,
+        });
+        let busy = render(&registry);
+        for line in [
+            "logagent_catch_up_total_bytes 209715200\n",
+            "logagent_catch_up_done_bytes 52428800\n",
+            "logagent_catch_up_bytes_per_second 1048576.0\n",
+            "logagent_catch_up_eta_seconds 150.0\n",
+        ] {
+            assert!(busy.contains(line), "{line:?} in\n{busy}");
+        }
     }
 }

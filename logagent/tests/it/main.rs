@@ -5,6 +5,7 @@
 //! nextest still runs every test in its own process.
 
 mod binary;
+mod catch_up;
 mod common;
 mod generations;
 mod hostile_files;

@@ -573,7 +573,12 @@ impl Tailer {
             open.acks.progress().observe(open.identity, size);
             return Ok(false);
         }
-        if open.identity.extend(pos, &chunk.read[..n]) {
+        // The size on every read, not only at the end of the file: during a catch-up the
+        // reading waits for acknowledgements long before it reaches the end, and the lag
+        // (`send_lag_bytes`, the catch-up's progress) is measured against this size.
+        // (u64::MAX: the size could not be read; the last one known stays.)
+        open.identity.extend(pos, &chunk.read[..n]);
+        if size != u64::MAX {
             open.acks.progress().observe(open.identity, size);
         }
         self.ship_read(open, &mut chunk, n, cancel).await?;
