@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -83,11 +83,15 @@ enum Command {
         #[arg(long)]
         key: String,
     },
-    /// Lists keys and values under a prefix.
+    /// Lists keys and values under a prefix (read in pages; a slow listing shows its
+    /// progress on stderr).
     List {
         /// The prefix, e.g. /logagent/.
         #[arg(long)]
         prefix: String,
+        /// Keys per request.
+        #[arg(long, default_value_t = etcd_put::LIST_PAGE)]
+        page_size: i64,
     },
 }
 
@@ -215,12 +219,44 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 let n = etcd_put::delete(&mut client, &k).await?;
                 println!("deleted {n} key(s)");
             }
-            Command::List { prefix } => {
-                for (k, v) in etcd_put::list(&mut client, &key(&prefix)).await? {
-                    println!("{k}\t{}", String::from_utf8_lossy(&v));
-                }
+            Command::List { prefix, page_size } => {
+                list(&mut client, &key(&prefix), page_size).await?
             }
         }
         Ok(std::process::ExitCode::SUCCESS)
     })
+}
+
+/// `list`: key<TAB>value lines on stdout as the pages arrive, progress on stderr when slow.
+async fn list(client: &mut etcd_client::Client, prefix: &str, page: i64) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = etcd_put::ListProgress::new(tty, Instant::now());
+    let mut out = std::io::stdout().lock();
+    let done = etcd_put::list_pages(client, prefix, page, |kvs, listed| {
+        for (k, v) in kvs {
+            // A closed stdout (`| head`) ends the listing.
+            if writeln!(out, "{k}\t{}", String::from_utf8_lossy(v)).is_err() {
+                return false;
+            }
+        }
+        if let Some(line) = progress.page(listed, Instant::now()) {
+            if tty {
+                eprint!("\r{line}\x1b[K");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+        true
+    })
+    .await?;
+    let _ = out.flush();
+    if let Some(line) = progress.finish(done, Instant::now()) {
+        if tty {
+            eprintln!("\r{line}\x1b[K");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+    Ok(())
 }

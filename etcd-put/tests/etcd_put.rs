@@ -182,6 +182,37 @@ fn every_invalid_input_is_refused_with_a_reason_and_nothing_is_written() {
 }
 
 #[test]
+fn a_listing_read_in_pages_has_every_key_once_in_order_and_nothing_beside_the_prefix() {
+    let etcd = Etcd::start();
+    let ep = etcd.endpoint();
+    let mut expected = String::new();
+    for i in 0..250 {
+        let key = format!("/many/{i:04}");
+        test_servers::etcd_put(&ep, &key, &format!("v{i}"));
+        expected.push_str(&format!("{key}\tv{i}\n"));
+    }
+    // Beside the prefix: the key right after its range, and one before it.
+    test_servers::etcd_put(&ep, "/many0", "after");
+    test_servers::etcd_put(&ep, "/man", "before");
+    let listed = etcd_put(
+        &ep,
+        &["list", "--prefix", "/many/", "--page-size", "100"],
+        None,
+    );
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert_eq!(
+        stdout(&listed),
+        expected,
+        "three pages, each key once, in order"
+    );
+    assert_eq!(stderr(&listed), "", "a quick listing shows no progress");
+    let one_page = etcd_put(&ep, &["list", "--prefix", "/many/"], None);
+    assert_eq!(stdout(&one_page), expected);
+    let everything = etcd_put(&ep, &["list", "--prefix", "/", "--page-size", "7"], None);
+    assert_eq!(stdout(&everything).lines().count(), 252);
+}
+
+#[test]
 fn a_config_written_with_etcd_put_is_what_the_agent_ships() {
     let kafka = Kafka::start();
     let etcd = Etcd::start();
