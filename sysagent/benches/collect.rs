@@ -55,7 +55,7 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let n = if quick { 20 } else { 1000 };
     let proc_ = Path::new("/proc");
-    let host = Arc::new(sysagent::host::detect("", vec![]));
+    let host = Arc::new(sysagent::host::detect("", "/", vec![]));
     let config = CollectConfig::default();
 
     println!("| step | CPU µs (median) | wall µs (median) |");

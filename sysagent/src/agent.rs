@@ -55,7 +55,11 @@ impl Agent {
     pub fn new(config: Config) -> Result<Self, AgentError> {
         config.validate()?;
         let tags = config.collect.parsed_tags()?;
-        let host = Arc::new(crate::host::detect(&config.collect.hostname, tags));
+        let host = Arc::new(crate::host::detect(
+            &config.collect.hostname,
+            &config.collect.rootfs,
+            tags,
+        ));
         let collectors = Collectors::new(&config.collect, host);
         Ok(Agent {
             config,

@@ -52,7 +52,8 @@ pub struct CollectConfig {
     /// samples: InfluxDB gets one point set per interval, `/metrics` shows the latest.
     #[serde(with = "duration")]
     pub interval: Duration,
-    /// The `host` tag. Empty: the kernel's host name.
+    /// The `host` tag. Empty: the host's name (with `rootfs` set to a mounted host root,
+    /// the name in its `etc/hostname`, else the kernel's).
     pub hostname: String,
     /// Extra tags on every InfluxDB point, `key=value` pairs separated by commas
     /// (`dc=eu1, rack=12`).
@@ -62,7 +63,8 @@ pub struct CollectConfig {
     /// Where procfs is mounted; `/host/proc` when the host's is mounted into a container.
     pub procfs: String,
     /// Prefix for mount points before `statvfs`; `/rootfs` when the host's `/` is mounted
-    /// into a container.
+    /// into a container. Then the host's name and OS are read from there too
+    /// (`etc/hostname`, `etc/os-release`), not the container's.
     pub rootfs: String,
     /// Filesystem types never reported, comma-separated. Filesystems without a device
     /// (proc, sysfs, cgroup, nfs…) are never reported either.
