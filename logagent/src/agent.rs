@@ -11,7 +11,6 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use service_kit::background::Background;
 use service_kit::etcd::{EtcdError, EtcdSecurityError, KeyUpdate, KeyWatcher};
-use service_kit::kafka::BrokerReadiness;
 use service_kit::readiness::Readiness;
 use service_kit::shutdown::Shutdown;
 use tokio::sync::mpsc;
@@ -235,7 +234,7 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
             retries.reports(),
         )?
         .with_event_id_header(config.kafka.event_id_header)
-        .with_readiness(BrokerReadiness::new(kafka_ready)),
+        .with_readiness(kafka_ready),
     );
     let host = config.agent.host_name();
     let chunks =

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use service_kit::etcd::KeyWatcher;
-use service_kit::kafka::BrokerReadiness;
 use service_kit::readiness::Readiness;
 use service_kit::shutdown::Shutdown;
 use tokio::sync::{mpsc, watch};
@@ -92,7 +91,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
 
     let tracker = Arc::new(OffsetTracker::default());
     let source = KafkaSource::new(&config.kafka, tracker.clone(), metrics.clone())?
-        .with_readiness(BrokerReadiness::new(kafka_ready));
+        .with_readiness(kafka_ready);
     let sink_cancel = CancellationToken::new();
     let sink_ctx = Arc::new(SinkContext {
         service,

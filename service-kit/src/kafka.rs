@@ -5,6 +5,7 @@
 //! commit only what the caller marks as done.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -63,9 +64,13 @@ pub const STATS_INTERVAL_MS: u32 = 5000;
 /// (`socket.timeout.ms`, 60 s): a consumer fetches all the time, a producer only while it
 /// has messages to send, so an idle producer's frozen broker is noticed at the next
 /// metadata refresh (at most `topic.metadata.refresh.interval.ms`, 5 min).
-#[derive(Clone, Debug)]
+///
+/// A client context holds one (`Default`: attached to nothing yet, so that it can be built
+/// before the client), forwards its `stats_raw` and `error` callbacks to it, and the
+/// condition is [attached](BrokerReadiness::attach) once the client exists.
+#[derive(Debug, Default)]
 pub struct BrokerReadiness {
-    condition: Condition,
+    condition: OnceLock<Condition>,
 }
 
 /// The part of librdkafka's statistics JSON readiness reads.
@@ -88,7 +93,14 @@ struct BrokerStatistics {
 impl BrokerReadiness {
     /// Sets `condition` from the client's callbacks.
     pub fn new(condition: Condition) -> Self {
-        BrokerReadiness { condition }
+        let readiness = BrokerReadiness::default();
+        readiness.attach(condition);
+        readiness
+    }
+
+    /// Sets `condition` from now on; a second call is ignored (one condition per client).
+    pub fn attach(&self, condition: Condition) {
+        let _ = self.condition.set(condition);
     }
 
     /// Turns on the statistics callback this reads.
@@ -98,6 +110,9 @@ impl BrokerReadiness {
 
     /// Call from `ClientContext::stats_raw` with librdkafka's statistics JSON.
     pub fn on_stats(&self, json: &[u8]) {
+        let Some(condition) = self.condition.get() else {
+            return;
+        };
         let statistics: Statistics = match serde_json::from_slice(json) {
             Ok(s) => s,
             Err(e) => {
@@ -117,7 +132,7 @@ impl BrokerReadiness {
             .iter()
             .any(|(_, state)| *state == "UP" || *state == "UPDATE")
         {
-            self.condition.set_ready();
+            condition.set_ready();
             return;
         }
         states.sort_unstable();
@@ -125,7 +140,7 @@ impl BrokerReadiness {
             .iter()
             .map(|(name, state)| format!("{name} {state}"))
             .collect();
-        self.condition.set_not_ready(format!(
+        condition.set_not_ready(format!(
             "no connection to any Kafka broker is up ({}); check that the brokers run and              that [kafka] address reaches them",
             if listed.is_empty() {
                 "no broker known".to_string()
@@ -137,14 +152,17 @@ impl BrokerReadiness {
 
     /// Call from `ClientContext::error`.
     pub fn on_error(&self, error: &KafkaError, reason: &str) {
+        let Some(condition) = self.condition.get() else {
+            return;
+        };
         match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::AllBrokersDown) => self.condition.set_not_ready(format!(
+            Some(RDKafkaErrorCode::AllBrokersDown) => condition.set_not_ready(format!(
                 "all Kafka brokers are down ({reason}); check that they run and that \
                  [kafka] address reaches them"
             )),
-            Some(RDKafkaErrorCode::Fatal) => self
-                .condition
-                .set_not_ready(format!("the Kafka client failed for good: {reason}")),
+            Some(RDKafkaErrorCode::Fatal) => {
+                condition.set_not_ready(format!("the Kafka client failed for good: {reason}"))
+            }
             _ => {}
         }
     }

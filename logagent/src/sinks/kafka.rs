@@ -14,8 +14,8 @@
 //! are reported as [`Undelivered::Broken`]; [`Sink::broken`] says why, and the agent stops
 //! so that a restart begins with a new producer and re-sends what Kafka did not acknowledge.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -24,6 +24,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use service_kit::kafka::BrokerReadiness;
+use service_kit::readiness::Condition;
 
 use super::{DeliveryReports, OwnedMessage, SendError, Sink, SinkError, Undelivered};
 use crate::ack::AckToken;
@@ -38,7 +39,7 @@ pub struct AckContext {
     /// [`Undelivered::Broken`] (producing them again cannot succeed).
     broken: AtomicBool,
     /// `/ready`'s `kafka` condition, from the broker states in librdkafka's statistics.
-    readiness: OnceLock<BrokerReadiness>,
+    readiness: BrokerReadiness,
 }
 
 impl ClientContext for AckContext {
@@ -46,16 +47,12 @@ impl ClientContext for AckContext {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
             self.broken.store(true, Ordering::Relaxed);
         }
-        if let Some(readiness) = self.readiness.get() {
-            readiness.on_error(&error, reason);
-        }
+        self.readiness.on_error(&error, reason);
         log::error!("librdkafka: {error}: {reason}");
     }
 
     fn stats_raw(&self, statistics: &[u8]) {
-        if let Some(readiness) = self.readiness.get() {
-            readiness.on_stats(statistics);
-        }
+        self.readiness.on_stats(statistics);
     }
 }
 
@@ -140,7 +137,7 @@ impl KafkaSink {
             metrics,
             reports,
             broken: AtomicBool::new(false),
-            readiness: OnceLock::new(),
+            readiness: BrokerReadiness::default(),
         };
         let producer: ThreadedProducer<AckContext> =
             config
@@ -156,9 +153,8 @@ impl KafkaSink {
     }
 
     /// Sets `readiness` (`/ready`'s `kafka` condition) from the producer's broker states.
-    pub fn with_readiness(self, readiness: BrokerReadiness) -> Self {
-        // Set once, here, right after creation: `set` fails only when already set.
-        let _ = self.producer.context().readiness.set(readiness);
+    pub fn with_readiness(self, readiness: Condition) -> Self {
+        self.producer.context().readiness.attach(readiness);
         self
     }
 

@@ -4,8 +4,8 @@
 //! what a record becomes and where it goes is decided by [`topology`](crate::topology).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -15,6 +15,7 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use service_kit::kafka::BrokerReadiness;
+use service_kit::readiness::Condition;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -69,21 +70,17 @@ struct TrackingContext {
     /// Partitions paused on their own: too many records wait behind an unsettled one.
     holds: PartitionHolds,
     /// `/ready`'s `kafka` condition, from the broker states in librdkafka's statistics.
-    readiness: OnceLock<BrokerReadiness>,
+    readiness: BrokerReadiness,
 }
 
 impl ClientContext for TrackingContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if let Some(readiness) = self.readiness.get() {
-            readiness.on_error(&error, reason);
-        }
+        self.readiness.on_error(&error, reason);
         log::error!("librdkafka: {error}: {reason}");
     }
 
     fn stats_raw(&self, statistics: &[u8]) {
-        if let Some(readiness) = self.readiness.get() {
-            readiness.on_stats(statistics);
-        }
+        self.readiness.on_stats(statistics);
     }
 }
 
@@ -168,7 +165,7 @@ fn create_consumer(
         tracker,
         paused: AtomicBool::new(false),
         holds: PartitionHolds::default(),
-        readiness: OnceLock::new(),
+        readiness: BrokerReadiness::default(),
     })
     .map_err(|source| SourceError::Create {
         brokers: config.address.clone(),
@@ -249,9 +246,8 @@ impl KafkaSource {
     }
 
     /// Sets `readiness` (`/ready`'s `kafka` condition) from the consumer's broker states.
-    pub fn with_readiness(self, readiness: BrokerReadiness) -> Self {
-        // Set once, here, right after creation: `set` fails only when already set.
-        let _ = self.consumer.context().readiness.set(readiness);
+    pub fn with_readiness(self, readiness: Condition) -> Self {
+        self.consumer.context().readiness.attach(readiness);
         self
     }
 

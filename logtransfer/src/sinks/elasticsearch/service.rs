@@ -399,16 +399,7 @@ impl ElasticsearchService {
             .send()
             .await
             .map_err(RequestError::transport(&url))?;
-        let status = resp.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(());
-        }
-        let bytes = resp.bytes().await.unwrap_or_default();
-        Err(RequestError::Status {
-            url,
-            status,
-            body: truncate(&bytes),
-        })
+        success(url, resp).await
     }
 
     /// Counts and reports the outcome of one request. A 401/403/404 starts a spell with
@@ -522,17 +513,22 @@ impl ElasticsearchService {
             .send()
             .await
             .map_err(RequestError::transport(&url))?;
-        let status = resp.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(());
-        }
-        let bytes = resp.bytes().await.unwrap_or_default();
-        Err(RequestError::Status {
-            url,
-            status,
-            body: truncate(&bytes),
-        })
+        success(url, resp).await
     }
+}
+
+/// `Ok` for a 2xx answer to `url`; else its status and the start of its body.
+async fn success(url: String, resp: reqwest::Response) -> Result<(), RequestError> {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let bytes = resp.bytes().await.unwrap_or_default();
+    Err(RequestError::Status {
+        url,
+        status,
+        body: truncate(&bytes),
+    })
 }
 
 fn truncate(bytes: &[u8]) -> String {
