@@ -6,6 +6,7 @@
 
 use collect_config::{AllowedPaths, CollectConfig, CollectConfigError};
 use etcd_client::{Client, DeleteOptions, GetOptions};
+use service_kit::check::CheckReport;
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -292,6 +293,66 @@ impl ListProgress {
             )
         })
     }
+}
+
+/// `put --dry-run`: what a put would do, as a table, writing nothing: the value checked
+/// like a put checks it, etcd reached (with the client a put uses), and whether `key` would
+/// be created, changed or left as it is. Each wait is bounded by the target's timeout.
+pub async fn dry_run(
+    target: &service_kit::etcd::EtcdTarget,
+    key: &str,
+    value: &[u8],
+    source_name: &str,
+    allowed: &AllowedPaths,
+) -> CheckReport {
+    let mut report = CheckReport::new();
+    let valid = report.record(
+        format!("value {source_name}"),
+        validate(value, source_name, allowed),
+        |c: &CollectConfig| {
+            let mut topics: Vec<&str> = c.entries.iter().map(|e| e.topic.as_str()).collect();
+            topics.sort_unstable();
+            topics.dedup();
+            format!(
+                "{} entr{} valid, topics {}",
+                c.entries.len(),
+                if c.entries.len() == 1 { "y" } else { "ies" },
+                topics.join(", ")
+            )
+        },
+    );
+    let what = format!("etcd {}", target.endpoints.join(","));
+    let timeout = target.timeout;
+    let read = async {
+        let mut client = service_kit::etcd::connect(target).await?;
+        get(&mut client, key)
+            .await
+            .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+    };
+    let current = match service_kit::check::within(timeout, &what, read).await {
+        Ok(current) => {
+            report.ok(&what, "reachable");
+            current
+        }
+        Err(e) => {
+            report.fail(&what, e);
+            return report;
+        }
+    };
+    let subject = format!("key {key}");
+    match (current, valid) {
+        (_, None) => report.fail(subject, "not written: the value is invalid"),
+        (None, Some(_)) => report.ok(subject, "does not exist; a put would create it"),
+        (Some((old, revision)), Some(_)) if old == value => report.ok(
+            subject,
+            format!("holds this value already (revision {revision}); a put changes nothing"),
+        ),
+        (Some((_, revision)), Some(_)) => report.ok(
+            subject,
+            format!("holds another value (revision {revision}); a put would replace it"),
+        ),
+    }
+    report
 }
 
 #[cfg(test)]

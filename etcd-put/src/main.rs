@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use service_kit::daemon::{LogArgs, LogConfig, LogMode};
 use service_kit::etcd::{EtcdSecurity, EtcdTarget, Spelling};
 use service_kit::secret::Secret;
 
@@ -20,9 +21,9 @@ struct Cli {
     /// etcd endpoints, comma-separated.
     #[arg(long, env = "ETCD_ENDPOINTS", default_value = "127.0.0.1:2379")]
     endpoints: String,
-    /// Connect and request timeout, in seconds.
-    #[arg(long, default_value_t = 5)]
-    timeout: u64,
+    /// Connect and request timeout: 5s, 500ms, or a number of seconds.
+    #[arg(long, default_value = "5", value_parser = service_kit::duration::parse_seconds)]
+    timeout: Duration,
     /// etcd user, `NAME` or `NAME:PASSWORD` (as etcdctl). Without a password in it, give
     /// --password-file (or ETCDCTL_PASSWORD).
     #[arg(long, env = "ETCDCTL_USER", value_name = "NAME[:PASSWORD]", value_parser = parse_user, hide_env_values = true)]
@@ -50,6 +51,8 @@ struct Cli {
     /// Value for {hostname} in keys (default: this host's name).
     #[arg(long)]
     hostname: Option<String>,
+    #[command(flatten)]
+    log: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,6 +73,10 @@ enum Command {
         /// Also refuse paths outside these comma-separated globs (the agent's allowed_paths).
         #[arg(long)]
         allowed_paths: Option<String>,
+        /// Validate the value and read the key, write nothing: print a table of what a put
+        /// would do; exit 0 when it would succeed, 1 otherwise.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Prints the value of a key.
     Get {
@@ -130,7 +137,7 @@ impl Cli {
         };
         let credentials = security.resolve(&endpoints, Spelling::EtcdctlFlags)?;
         Ok(
-            EtcdTarget::new(endpoints, Duration::from_secs(self.timeout.max(1)))
+            EtcdTarget::new(endpoints, self.timeout.max(Duration::from_millis(100)))
                 .with_credentials(credentials)
                 .with_spelling(Spelling::EtcdctlFlags),
         )
@@ -149,6 +156,14 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    // Results go to stdout; its own log (warnings only, unless --log-level) to stderr, in
+    // the same vocabulary as the daemons'.
+    let _log_guard = LogConfig {
+        level: "warn".into(),
+        file: String::new(),
+    }
+    .with_args(&cli.log)
+    .install(LogMode::Sync)?;
     let ip = cli
         .ip
         .clone()
@@ -165,7 +180,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             file,
             value,
             allowed_paths,
-            ..
+            dry_run,
+            key: k,
         } => {
             let (bytes, source_name) = match (file, value) {
                 (Some(f), _) => (
@@ -182,6 +198,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }
             };
             let allowed = etcd_put::allowed_paths(allowed_paths.as_deref())?;
+            if *dry_run {
+                return Ok(dry_run_put(&cli, &key(k), &bytes, &source_name, &allowed));
+            }
             etcd_put::validate(&bytes, &source_name, &allowed)?;
             Some((bytes, source_name, allowed))
         }
@@ -259,4 +278,38 @@ async fn list(client: &mut etcd_client::Client, prefix: &str, page: i64) -> anyh
         }
     }
     Ok(())
+}
+
+/// `put --dry-run`: the table of what a put would do, its exit code.
+fn dry_run_put(
+    cli: &Cli,
+    key: &str,
+    bytes: &[u8],
+    source_name: &str,
+    allowed: &collect_config::AllowedPaths,
+) -> std::process::ExitCode {
+    let target = match cli.etcd_target() {
+        Ok(target) => target,
+        Err(e) => {
+            let mut report = service_kit::check::CheckReport::new();
+            report.fail("etcd flags", format!("{e:#}"));
+            print!("{}", report.render());
+            return report.exit_code();
+        }
+    };
+    let report = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => {
+            runtime.block_on(etcd_put::dry_run(&target, key, bytes, source_name, allowed))
+        }
+        Err(e) => {
+            let mut report = service_kit::check::CheckReport::new();
+            report.fail("runtime", format!("cannot start tokio: {e}"));
+            report
+        }
+    };
+    print!("{}", report.render());
+    report.exit_code()
 }

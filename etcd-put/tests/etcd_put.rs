@@ -9,7 +9,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use test_servers::{Etcd, Kafka};
+use test_servers::{Etcd, Kafka, table_row as row};
 
 fn etcd_put(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_etcd-put"))
@@ -41,6 +41,88 @@ fn stderr(o: &Output) -> String {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn put_dry_run_validates_and_reads_but_never_writes() {
+    let etcd = Etcd::start();
+    let ep = etcd.endpoint();
+    let key = "/logagent/{ip}/collect_config";
+    let expanded = "/logagent/10.1.1.1/collect_config";
+    let good = r#"[{"path": "/var/log/a.log", "topic": "a"}]"#;
+    let dry = |value: &str| {
+        etcd_put(
+            &ep,
+            &["put", "--key", key, "--value", value, "--dry-run"],
+            None,
+        )
+    };
+
+    let out = dry(good);
+    let table = stdout(&out);
+    assert!(out.status.success(), "{table}{}", stderr(&out));
+    assert!(
+        row(&table, "value --value").contains("1 entry valid"),
+        "{table}"
+    );
+    assert!(
+        row(&table, &format!("key {expanded}")).contains("would create it"),
+        "{table}"
+    );
+    let get = etcd_put(&ep, &["get", "--key", key], None);
+    assert_eq!(
+        get.status.code(),
+        Some(3),
+        "the dry run wrote: {}",
+        stdout(&get)
+    );
+
+    // A real put, then the same value again: nothing would change.
+    assert!(
+        etcd_put(&ep, &["put", "--key", key, "--value", good], None)
+            .status
+            .success()
+    );
+    let table = stdout(&dry(good));
+    assert!(
+        row(&table, &format!("key {expanded}")).contains("changes nothing"),
+        "{table}"
+    );
+
+    // An invalid value fails the dry run, naming what is wrong, and leaves the key alone.
+    let out = dry(r#"[{"path": "/var/log/a.log", "topc": "a"}]"#);
+    let table = stdout(&out);
+    assert!(!out.status.success(), "{table}");
+    let value = row(&table, "value --value");
+    assert!(
+        value.contains("FAIL") && value.contains("unknown field `topc`"),
+        "{table}"
+    );
+    let get = etcd_put(&ep, &["get", "--key", key], None);
+    assert_eq!(stdout(&get).trim(), good);
+
+    // etcd unreachable: the dry run fails naming the endpoint.
+    let gone = format!("127.0.0.1:{}", test_servers::free_port());
+    let out = etcd_put(
+        &gone,
+        &[
+            "--timeout",
+            "1500ms",
+            "put",
+            "--key",
+            key,
+            "--value",
+            good,
+            "--dry-run",
+        ],
+        None,
+    );
+    let table = stdout(&out);
+    assert!(!out.status.success(), "{table}");
+    assert!(
+        row(&table, &format!("etcd {gone}")).contains("FAIL"),
+        "{table}"
+    );
 }
 
 #[test]

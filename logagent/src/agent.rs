@@ -143,11 +143,13 @@ impl AgentThread {
     }
 }
 
+/// The last collect config the agent accepted, kept in `data_dir` for a start while etcd
+/// does not answer.
 #[derive(Serialize, Deserialize)]
-struct CachedConfig {
-    key: String,
-    revision: i64,
-    config: CollectConfig,
+pub(crate) struct CachedConfig {
+    pub(crate) key: String,
+    pub(crate) revision: i64,
+    pub(crate) config: CollectConfig,
 }
 
 /// A started agent.
@@ -223,19 +225,13 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
     // The shipper's retry policy exists before the sink, which reports failed deliveries
     // into it; the shipper then starts it with the sink to produce them again.
     let retries = Retries::new(Arc::clone(&metrics));
-    let sink = Arc::new(
-        KafkaSink::new(
-            &config.kafka.brokers(),
-            &config.kafka.compression,
-            config.kafka.linger_ms,
-            config.kafka.message_max_bytes,
-            &limit,
-            Arc::clone(&metrics),
-            retries.reports(),
-        )?
-        .with_event_id_header(config.kafka.event_id_header)
-        .with_readiness(kafka_ready),
-    );
+    let sink = Arc::new(KafkaSink::from_config(
+        &config.kafka,
+        &limit,
+        Arc::clone(&metrics),
+        retries.reports(),
+    )?
+    .with_readiness(kafka_ready));
     let host = config.agent.host_name();
     let chunks =
         ChunkPool::with_message_limit(config.agent.worker_threads, config.kafka.message_max_bytes);
@@ -471,7 +467,11 @@ impl State {
     }
 }
 
-fn read_cached(path: &Path, allowed: &AllowedPaths) -> Result<Option<CachedConfig>, String> {
+/// The cached collect config in `path`, validated against `allowed`; `None` when there is none.
+pub(crate) fn read_cached(
+    path: &Path,
+    allowed: &AllowedPaths,
+) -> Result<Option<CachedConfig>, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -49,6 +49,7 @@ pub struct KafkaConfig {
     /// Producer compression codec: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
     pub compression: String,
     /// Extra time librdkafka waits to fill a batch, in milliseconds.
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub linger_ms: u64,
     /// Message bytes read but not yet acknowledged, in KiB, across all files. Like
     /// `chan_size` reaching it pauses reading (nothing is dropped); it is what bounds the
@@ -99,6 +100,7 @@ pub struct EtcdConfig {
     pub address: String,
     /// Connect and request timeout, in seconds. Also how long startup waits for etcd before
     /// falling back to the cached collect config.
+    #[serde(deserialize_with = "service_kit::duration::seconds")]
     pub timeout: u64,
     /// The key holding this agent's collect config; `{ip}` and `{hostname}` are substituted.
     pub collect_log_key: String,
@@ -160,10 +162,12 @@ pub struct AgentConfig {
     pub max_line_bytes: usize,
     /// How often an idle file is checked for growth, rotation and truncation, in milliseconds.
     /// With `inotify` this is only the fallback: a change wakes the file's reader at once.
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub poll_interval_ms: u64,
     /// How often globs are re-expanded to pick up new files, in milliseconds. With
     /// `inotify`, a file created in the directory of a glob like `/var/log/app/*.log` is
     /// picked up at once.
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub scan_interval_ms: u64,
     /// Wake on file changes reported by the kernel (Linux inotify) instead of waiting for the
     /// next poll. Polling still runs underneath, so files inotify cannot see (network file
@@ -171,11 +175,14 @@ pub struct AgentConfig {
     pub inotify: bool,
     /// How often acknowledged offsets are written to `checkpoints.json`, in milliseconds.
     /// This bounds the duplicates re-sent after a crash.
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub checkpoint_interval_ms: u64,
     /// How long a renamed or deleted file is still read after it was drained, in
     /// milliseconds, for writers that keep appending to the old file for a moment.
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub close_renamed_after_ms: u64,
     /// How long shutdown waits for Kafka to acknowledge what was sent, in seconds.
+    #[serde(deserialize_with = "service_kit::duration::seconds")]
     pub flush_timeout: u64,
     /// Runtime threads that read, split and encode lines (librdkafka has its own). One
     /// thread ships ~0.5M lines/s on the benchmark machine and wakes fewer threads per
@@ -188,6 +195,7 @@ pub struct AgentConfig {
     pub blocking_reads: BlockingReads,
     /// How long a read on a reader thread is waited for before its file is marked stalled
     /// (not read until that read returns), in milliseconds.
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub read_timeout_ms: u64,
     /// Collected files open at once; more matching files wait their turn (an idle one is
     /// closed and reopened when it grows). 0: the descriptor limit (raised to the hard
@@ -342,6 +350,28 @@ mod tests {
         assert!(
             err.contains("pasword") && err.contains("password_file"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn duration_keys_take_units_and_bare_numbers_keep_their_old_unit() {
+        let old: LocalConfig = load_str(
+            "[etcd]\ntimeout = 7\n[agent]\npoll_interval_ms = 250\nflush_timeout = 60\n",
+            ConfigFormat::Ini,
+            None,
+        )
+        .unwrap();
+        let new: LocalConfig = load_str(
+            "[etcd]\ntimeout = \"7s\"\n[agent]\npoll_interval_ms = \"250ms\"\nflush_timeout = \"1m\"\n",
+            ConfigFormat::Toml,
+            None,
+        )
+        .unwrap();
+        assert_eq!(old, new);
+        assert_eq!(new.etcd.timeout(), Duration::from_secs(7));
+        assert_eq!(
+            (new.agent.poll_interval_ms, new.agent.flush_timeout),
+            (250, 60)
         );
     }
 

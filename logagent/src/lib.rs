@@ -16,12 +16,14 @@
 //! offsets that survive a crash;
 //! [`atomic_file`] crash-safe file replacement (checkpoints, cached config);
 //! [`supervisor`] config diffs; [`metrics`]; [`catch_up`] progress of a long backlog in the
-//! log; [`housekeeping`] the periodic checkpoint write and reports; [`agent`] the wiring.
+//! log; [`housekeeping`] the periodic checkpoint write and reports; [`agent`] the wiring;
+//! [`check`] `--check` / `--check-connections`.
 
 pub mod ack;
 pub mod agent;
 pub mod atomic_file;
 pub mod catch_up;
+pub mod check;
 pub mod checkpoint;
 pub mod collect_config;
 pub mod config;

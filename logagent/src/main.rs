@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use logagent::config::{ENV_PREFIX, LocalConfig};
+use service_kit::check::CheckArgs;
 use service_kit::daemon::{Daemon, LogArgs, LogMode, Started, Threads};
 
 /// Tails log files and ships new lines to Kafka; which files go to which topic comes from etcd.
@@ -38,6 +39,8 @@ struct Cli {
     metrics_address: Option<String>,
     #[command(flatten)]
     log: LogArgs,
+    #[command(flatten)]
+    check: CheckArgs,
 }
 
 // The agent's own allocations (per-line acknowledgement tokens, topic names, batches) are
@@ -53,7 +56,7 @@ fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("logagent: {e:#}");
             std::process::ExitCode::FAILURE
@@ -61,7 +64,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     // The agent logs a few lines per event, not per line shipped: the logger's default queue
     // (16384 records, ~3 MiB kept resident) would be a tenth of its memory.
     let daemon = Daemon::new(ENV_PREFIX)
@@ -69,7 +72,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             queue_capacity: Some(1024),
         })
         .default_config("conf.ini");
-    let path = daemon.config_path(cli.config);
+    let path = daemon.config_path(cli.config.clone());
+    if cli.check.requested() {
+        let (scope, cli) = (cli.check.scope(), &cli);
+        let code = daemon.check(path.as_deref(), &cli.log, |mut config| async move {
+            apply_flags(&mut config, cli);
+            logagent::check::check(&config, scope).await
+        });
+        return Ok(code);
+    }
     // LOGGER INIT SITE: `start` loads the config and installs the process's logger from its
     // [log] section and --log-level. The guard lives until `run` returns: dropping it
     // flushes the asynchronous log queue.
@@ -77,30 +88,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         mut config,
         log_guard: _log_guard,
     } = daemon.start::<LocalConfig>(path.as_deref(), &cli.log)?;
-    if let Some(v) = cli.kafka_address {
-        config.kafka.address = v;
-    }
-    if let Some(v) = cli.etcd_address {
-        config.etcd.address = v;
-    }
-    if let Some(v) = cli.collect_key {
-        config.etcd.collect_log_key = v;
-    }
-    if let Some(v) = cli.data_dir {
-        config.agent.data_dir = v;
-    }
-    if let Some(v) = cli.allowed_paths {
-        config.agent.allowed_paths = v;
-    }
-    if let Some(v) = cli.metrics_address {
-        config.agent.metrics_address = v;
-    }
+    apply_flags(&mut config, &cli);
     let threads = Threads::Workers(config.agent.worker_threads);
     daemon.run(threads, |shutdown| async move {
         let agent = logagent::agent::start(config, shutdown).await?;
         agent.task.await.context("the agent task panicked")??;
         anyhow::Ok(())
-    })
+    })?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The flags that override config keys.
+fn apply_flags(config: &mut LocalConfig, cli: &Cli) {
+    if let Some(v) = &cli.kafka_address {
+        config.kafka.address = v.clone();
+    }
+    if let Some(v) = &cli.etcd_address {
+        config.etcd.address = v.clone();
+    }
+    if let Some(v) = &cli.collect_key {
+        config.etcd.collect_log_key = v.clone();
+    }
+    if let Some(v) = &cli.data_dir {
+        config.agent.data_dir = v.clone();
+    }
+    if let Some(v) = &cli.allowed_paths {
+        config.agent.allowed_paths = v.clone();
+    }
+    if let Some(v) = &cli.metrics_address {
+        config.agent.metrics_address = v.clone();
+    }
 }
 
 /// glibc (which librdkafka allocates from) gives each thread that allocates its own arena,

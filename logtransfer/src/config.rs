@@ -53,11 +53,13 @@ pub struct KafkaConfig {
     pub topics: String,
     /// How long the broker waits for a silent member before giving its partitions to
     /// another one (after a crash, partitions stay unowned this long).
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub session_timeout_ms: u64,
     /// Upper bound of what librdkafka prefetches per partition while we are busy, in KiB:
     /// part of the memory bound while Elasticsearch is down.
     pub fetch_queue_kbytes: u64,
     /// How often the acknowledged offsets are committed.
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub commit_interval_ms: u64,
     /// Records of one partition read and not yet committable (acknowledged ones waiting
     /// behind an unsettled one included) beyond which fetching that partition pauses until
@@ -91,6 +93,7 @@ pub struct TransferConfig {
     pub metrics_address: String,
     /// On SIGINT/SIGTERM, how long in-flight bulks may take to finish before we give up
     /// on them (they are then not committed and will be replayed, never lost).
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub shutdown_timeout_ms: u64,
 }
 
@@ -117,6 +120,7 @@ pub struct EtcdConfig {
     /// comma-separated list. `{hostname}` and `{ip}` are substituted.
     pub key: String,
     /// Connect and request timeout.
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub timeout_ms: u64,
     /// `username`, `password` / `password_file`, `tls_ca_file`, `tls_cert_file`,
     /// `tls_key_file`: see [`EtcdSecurity`].
@@ -207,6 +211,21 @@ mod tests {
                 "{debug}"
             );
         }
+    }
+
+    #[test]
+    fn duration_keys_take_units_and_bare_numbers_stay_milliseconds() {
+        let c: Config = load_str(
+            "[kafka]\ncommit_interval_ms = 2s\n[es]\nrequest_timeout_ms = 1500\n\
+             [batch]\nmax_wait_ms = 250ms\n[etcd]\ntimeout_ms = 1m\n",
+            ConfigFormat::Ini,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.kafka.commit_interval_ms, 2000);
+        assert_eq!(c.es.request_timeout_ms, 1500);
+        assert_eq!(c.batch.max_wait_ms, 250);
+        assert_eq!(c.etcd.unwrap().timeout_ms, 60_000);
     }
 
     #[test]

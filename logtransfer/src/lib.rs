@@ -14,10 +14,13 @@
 //! `event.id` field) or else `{topic}-{partition}-{offset}`, so a crash replays records onto
 //! their own documents: every record ends up exactly once in Elasticsearch (or in the
 //! dead-letter topic), and a record re-sent with the same event id is the same document.
+//!
+//! [`check`]: `--check` / `--check-connections`.
 
 #![warn(missing_docs)]
 
 pub mod acks;
+pub mod check;
 pub mod config;
 pub mod event;
 pub mod metrics;

@@ -3,6 +3,8 @@
 //! - [`config`]: one loader for INI (the `conf.ini` layout of the original Go tools), TOML and
 //!   environment overrides, with errors that name the file, the key and the reason.
 //! - [`daemon`]: the daemons' one entry-point shape, their `[log]` section and `--log-level`.
+//! - [`duration`]: `"5s"` / `"250ms"` in every duration key, bare numbers in the key's old unit.
+//! - [`check`]: `--check` / `--check-connections`: the table of what is fine, the exit code.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one cancellation signal every task can wait on.
 //! - [`background`]: a service on its own runtime in a thread, stopped through that signal.
 //! - [`metrics`]: the Prometheus `/metrics` endpoint for a binary's own counters, with
@@ -21,8 +23,10 @@
 pub mod ack_window;
 pub mod background;
 pub mod backoff;
+pub mod check;
 pub mod config;
 pub mod daemon;
+pub mod duration;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod host;

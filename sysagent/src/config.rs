@@ -50,7 +50,7 @@ impl service_kit::daemon::DaemonConfig for Config {
 pub struct CollectConfig {
     /// Time between two collections, e.g. `10s` or `500ms`. Every output sees the same
     /// samples: InfluxDB gets one point set per interval, `/metrics` shows the latest.
-    #[serde(with = "duration")]
+    #[serde(with = "service_kit::duration")]
     pub interval: Duration,
     /// The `host` tag. Empty: the host's name (with `rootfs` set to a mounted host root,
     /// the name in its `etc/hostname`, else the kernel's).
@@ -115,17 +115,31 @@ impl Config {
     /// Check what serde cannot: at least one output, a sane interval, well-formed tags and
     /// a usable InfluxDB target.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
+    }
+
+    /// Every setting [`validate`](Self::validate) refuses, not only the first
+    /// (`sysagent --check` shows them all).
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
         if self.influxdb.address.trim().is_empty() && self.prometheus.listen.trim().is_empty() {
-            return Err(ConfigError::NoOutput);
+            problems.push(ConfigError::NoOutput);
         }
         if self.collect.interval < Duration::from_millis(100) {
-            return Err(ConfigError::IntervalTooShort(self.collect.interval));
+            problems.push(ConfigError::IntervalTooShort(self.collect.interval));
         }
-        self.collect.parsed_tags()?;
-        if !self.influxdb.address.trim().is_empty() {
-            self.influxdb.api().map_err(ConfigError::Influx)?;
+        if let Err(e) = self.collect.parsed_tags() {
+            problems.push(e);
         }
-        Ok(())
+        if !self.influxdb.address.trim().is_empty()
+            && let Err(e) = self.influxdb.api()
+        {
+            problems.push(ConfigError::Influx(e));
+        }
+        problems
     }
 }
 
@@ -141,56 +155,6 @@ impl CollectConfig {
                 _ => Err(ConfigError::BadTag(t)),
             })
             .collect()
-    }
-}
-
-/// Durations written as `10s`, `500ms`, `1m` (humantime) or a bare number of seconds.
-pub(crate) mod duration {
-    use std::fmt;
-    use std::time::Duration;
-
-    use serde::Deserializer;
-    use serde::de::{self, Visitor};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        d.deserialize_any(DurationVisitor)
-    }
-
-    struct DurationVisitor;
-
-    impl Visitor<'_> for DurationVisitor {
-        type Value = Duration;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a duration like \"10s\", \"500ms\" or a number of seconds")
-        }
-
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-            Ok(Duration::from_secs(v))
-        }
-
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-            u64::try_from(v)
-                .map(Duration::from_secs)
-                .map_err(|_| E::custom(format!("a duration cannot be negative: {v}")))
-        }
-
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-            Duration::try_from_secs_f64(v)
-                .map_err(|_| E::custom(format!("{v} is not a valid number of seconds")))
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-            let v = v.trim();
-            if let Ok(secs) = v.parse::<u64>() {
-                return Ok(Duration::from_secs(secs));
-            }
-            humantime::parse_duration(v).map_err(|e| {
-                E::custom(format!(
-                    "{v:?} is not a duration ({e}); write e.g. \"10s\" or \"500ms\""
-                ))
-            })
-        }
     }
 }
 

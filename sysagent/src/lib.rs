@@ -5,9 +5,11 @@
 //! - [`collect`]: one collector per file, filling a neutral [`sample::Sample`];
 //! - [`sinks::influxdb`]: line protocol, batches, gzip, retry with backoff, bounded buffer;
 //! - [`sinks::prometheus`]: the latest sample rendered on each scrape;
-//! - [`agent`]: the loop that ties them together; [`config`]: what the user writes.
+//! - [`agent`]: the loop that ties them together; [`config`]: what the user writes;
+//! - [`check`]: `--check` / `--check-connections`.
 
 pub mod agent;
+pub mod check;
 pub mod collect;
 pub mod config;
 pub mod host;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use service_kit::check::CheckArgs;
 use service_kit::daemon::{Daemon, LogArgs, LogMode, Started, Threads};
 use sysagent::Config;
 use sysagent::config::ENV_PREFIX;
@@ -25,9 +26,9 @@ struct Cli {
     /// and exit; nothing is sent or served.
     #[arg(long)]
     once: bool,
-    /// Time between collections, e.g. 10s ([collect] interval).
-    #[arg(long)]
-    interval: Option<String>,
+    /// Time between collections, e.g. 10s, 500ms or 10 (seconds) ([collect] interval).
+    #[arg(long, value_parser = service_kit::duration::parse_seconds)]
+    interval: Option<std::time::Duration>,
     /// InfluxDB base URL, empty to disable ([influxdb] address).
     #[arg(long)]
     influxdb_address: Option<String>,
@@ -36,32 +37,35 @@ struct Cli {
     listen: Option<String>,
     #[command(flatten)]
     log: LogArgs,
+    #[command(flatten)]
+    check: CheckArgs,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     // Synchronous logging: sysagent logs a few lines an hour, and the async writer thread
     // would wake up far more often than that (measured: docs/bench/sysagent.md).
     let daemon = Daemon::new(ENV_PREFIX)
         .log_mode(LogMode::Sync)
         .default_config("sysagent.ini");
-    let path = daemon.config_path(cli.config);
+    let path = daemon.config_path(cli.config.clone());
+    if cli.check.requested() {
+        let scope = cli.check.scope();
+        let cli = &cli;
+        return Ok(
+            daemon.check(path.as_deref(), &cli.log, |mut config: Config| async move {
+                apply_flags(&mut config, cli);
+                sysagent::check::check(&config, scope).await
+            }),
+        );
+    }
     // LOGGER INIT SITE: `start` loads the config and installs the process's logger from its
     // [log] section and --log-level (stderr, plus an optional JSON file).
     let Started {
         mut config,
         log_guard: _log_guard,
     } = daemon.start::<Config>(path.as_deref(), &cli.log)?;
-    if let Some(v) = cli.interval {
-        config.collect.interval = humantime::parse_duration(&v)
-            .with_context(|| format!("--interval {v:?}: write e.g. 10s or 500ms"))?;
-    }
-    if let Some(v) = cli.influxdb_address {
-        config.influxdb.address = v;
-    }
-    if let Some(v) = cli.listen {
-        config.prometheus.listen = v;
-    }
+    apply_flags(&mut config, &cli);
     if cli.once {
         // Only the collectors matter here; an output is not needed to print.
         if config.influxdb.address.trim().is_empty() && config.prometheus.listen.trim().is_empty() {
@@ -75,7 +79,7 @@ fn main() -> anyhow::Result<()> {
                 break;
             }
         }
-        return Ok(());
+        return Ok(std::process::ExitCode::SUCCESS);
     }
     let agent = sysagent::Agent::new(config).context("starting sysagent")?;
 
@@ -91,5 +95,18 @@ fn main() -> anyhow::Result<()> {
             report.undelivered
         );
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The flags that override config keys.
+fn apply_flags(config: &mut Config, cli: &Cli) {
+    if let Some(v) = cli.interval {
+        config.collect.interval = v;
+    }
+    if let Some(v) = &cli.influxdb_address {
+        config.influxdb.address = v.clone();
+    }
+    if let Some(v) = &cli.listen {
+        config.prometheus.listen = v.clone();
+    }
 }

@@ -42,7 +42,7 @@ pub use influx::Influx;
 pub use kafka::Kafka;
 pub use pki::TestPki;
 pub use process::free_port;
-pub use program::{stderr_summary, terminate};
+pub use program::{run_check, stderr_summary, table_row, terminate};
 pub use prometheus::Prometheus;
 
 use std::time::{Duration, Instant};

@@ -33,3 +33,37 @@ pub fn stderr_summary(stderr: &str, variable: &str) -> (usize, bool) {
     let naming = stderr.lines().filter(|l| l.contains(variable)).count();
     (naming, stderr.contains(" DEBUG "))
 }
+
+/// Runs a daemon's `binary` with `config` written to a file named `file_name` (the extension
+/// picks INI or TOML) as `--config`, and `args` (`--check`, ...); returns whether it exited 0,
+/// its stdout (the `--check` table) and its stderr (its log).
+pub fn run_check(
+    binary: &str,
+    file_name: &str,
+    config: &str,
+    args: &[&str],
+) -> (bool, String, String) {
+    let dir = tempfile::tempdir().expect("a temporary directory for the config");
+    let path = dir.path().join(file_name);
+    std::fs::write(&path, config).expect("write the config");
+    let out = std::process::Command::new(binary)
+        .arg("--config")
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The row of a `--check` table about `subject` (the line starting with it); panics showing
+/// the table when there is none.
+pub fn table_row<'a>(table: &'a str, subject: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.starts_with(subject))
+        .unwrap_or_else(|| panic!("no row {subject:?} in\n{table}"))
+}

@@ -25,9 +25,11 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use service_kit::kafka::BrokerReadiness;
 use service_kit::readiness::Condition;
+use service_kit::check::KafkaMetadata;
 
 use super::{DeliveryReports, OwnedMessage, SendError, Sink, SinkError, Undelivered};
 use crate::ack::AckToken;
+use crate::config::KafkaConfig;
 use crate::in_flight::InFlightLimit;
 use crate::metrics::Metrics;
 
@@ -156,6 +158,32 @@ impl KafkaSink {
     pub fn with_readiness(self, readiness: Condition) -> Self {
         self.producer.context().readiness.attach(readiness);
         self
+    }
+
+    /// The sink `[kafka]` describes: what the agent produces with, and what `--check`
+    /// builds to test the same settings.
+    pub fn from_config(
+        config: &KafkaConfig,
+        limit: &InFlightLimit,
+        metrics: Arc<Metrics>,
+        reports: Arc<dyn DeliveryReports>,
+    ) -> Result<Self, SinkError> {
+        Ok(Self::new(
+            &config.brokers(),
+            &config.compression,
+            config.linger_ms,
+            config.message_max_bytes,
+            limit,
+            metrics,
+            reports,
+        )?
+        .with_event_id_header(config.event_id_header))
+    }
+
+    /// The brokers' metadata as this producer sees it (`--check-connections`); blocks for
+    /// at most `timeout`.
+    pub fn metadata(&self, timeout: Duration) -> Result<KafkaMetadata, KafkaError> {
+        KafkaMetadata::fetch(self.producer.client(), timeout)
     }
 
     /// Also sends each message's event id as the Kafka header `event.id`.

@@ -6,6 +6,7 @@
 
 mod binary;
 mod catch_up;
+mod check;
 mod common;
 mod generations;
 mod hostile_files;

@@ -251,6 +251,15 @@ impl KafkaSource {
         self
     }
 
+    /// The brokers' metadata as this consumer sees it (`--check-connections`); blocks for
+    /// at most `timeout`.
+    pub fn metadata(
+        &self,
+        timeout: Duration,
+    ) -> Result<service_kit::check::KafkaMetadata, rdkafka::error::KafkaError> {
+        service_kit::check::KafkaMetadata::fetch(self.consumer.client(), timeout)
+    }
+
     /// The last commit, after [`run`](Self::run) returned and the sink settled what it
     /// could: commits what is settled synchronously, retrying failures for at most `within`.
     /// An error says which offsets are not committed (their records will be read again).

@@ -5,6 +5,7 @@
 //! nextest still runs every test in its own process.
 
 mod binary;
+mod check;
 mod common;
 mod influxdb;
 mod prometheus;

@@ -26,6 +26,7 @@ pub struct ElasticsearchConfig {
     /// Accept any certificate. Only for tests against throwaway clusters.
     pub tls_insecure: bool,
     /// Timeout of one `_bulk` request; a timed-out request is retried.
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub request_timeout_ms: u64,
     /// Install the index template on start.
     pub install_template: bool,
@@ -155,12 +156,15 @@ pub struct BatchConfig {
     /// ... or this many bytes of NDJSON body.
     pub max_bytes: usize,
     /// ... or when its first document has waited this long.
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub max_wait_ms: u64,
     /// Requests in flight at once; when all are busy, consumption waits (and pauses).
     pub concurrency: usize,
     /// First retry delay; doubled per attempt, with jitter.
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub retry_initial_ms: u64,
     /// Retry delays never exceed this.
+    #[serde(deserialize_with = "service_kit::duration::millis")]
     pub retry_max_ms: u64,
     /// A document refused with a retriable status (429, 5xx) this many times in a row is
     /// dead-lettered instead of retried forever. Whole-request failures (Elasticsearch

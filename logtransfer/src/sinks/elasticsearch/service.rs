@@ -515,6 +515,47 @@ impl ElasticsearchService {
             .map_err(RequestError::transport(&url))?;
         success(url, resp).await
     }
+
+    /// The nodes' URLs, without credentials, in `[es] address` order.
+    pub fn node_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url.clone()).collect()
+    }
+
+    /// `method path` (with a JSON `body`) on the node at `index` of
+    /// [`node_urls`](Self::node_urls), with the client and credentials every request uses;
+    /// the JSON of a 2xx answer. Neither counted nor logged: for `--check-connections`.
+    pub async fn request_json(
+        &self,
+        index: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, RequestError> {
+        let node = &self.nodes[index % self.nodes.len()];
+        let url = format!("{}{path}", node.url);
+        let mut req = self.client.request(method, &url);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = self
+            .auth(node, req)
+            .send()
+            .await
+            .map_err(RequestError::transport(&url))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(RequestError::transport(&url))?;
+        if !(200..300).contains(&status) {
+            return Err(RequestError::Status {
+                url,
+                status,
+                body: truncate(&bytes),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| RequestError::Decode {
+            url,
+            reason: format!("{e}: {}", truncate(&bytes)),
+        })
+    }
 }
 
 /// `Ok` for a 2xx answer to `url`; else its status and the start of its body.

@@ -33,13 +33,13 @@ pub struct InfluxConfig {
     /// default keeps sysagent under 10 MB (measured, docs/bench/sysagent.md).
     pub buffer: usize,
     /// Give up on one request after this long (then retry).
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "service_kit::duration")]
     pub timeout: Duration,
     /// Longest wait between retries; waits start at 0.5 s and double up to this.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "service_kit::duration")]
     pub max_backoff: Duration,
     /// On shutdown, keep trying to deliver what is buffered for this long.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "service_kit::duration")]
     pub flush_timeout: Duration,
     /// Compress request bodies with gzip (`Content-Encoding: gzip`).
     pub gzip: bool,

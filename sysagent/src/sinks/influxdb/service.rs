@@ -83,6 +83,47 @@ impl WriteError {
     }
 }
 
+/// The answer to `SHOW DATABASES`:
+/// `{"results":[{"series":[{"name":"databases","columns":["name"],"values":[["x"]]}]}]}`,
+/// or `{"results":[{"error":"..."}]}` / `{"error":"..."}` when refused.
+#[derive(Debug, serde::Deserialize)]
+struct ShowDatabases {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    results: Vec<ShowResult>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ShowResult {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    series: Vec<ShowSeries>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ShowSeries {
+    #[serde(default)]
+    values: Vec<Vec<String>>,
+}
+
+impl ShowDatabases {
+    fn error(&self) -> Option<&str> {
+        self.error
+            .as_deref()
+            .or_else(|| self.results.iter().find_map(|r| r.error.as_deref()))
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.results
+            .iter()
+            .flat_map(|r| &r.series)
+            .flat_map(|s| &s.values)
+            .filter_map(|row| row.first().map(String::as_str))
+    }
+}
+
 /// The InfluxDB endpoint and how to talk to it.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -211,6 +252,66 @@ impl Service {
         }
         let body = resp.text().await.unwrap_or_default();
         Err(self.classify(status, body, points))
+    }
+
+    /// `GET /ping` with the client writes use (`--check-connections`): the server's
+    /// version when it answers.
+    pub async fn ping(&self) -> Result<String, WriteError> {
+        let resp = self.get(format!("{}/ping", self.address)).await?;
+        let status = resp.status();
+        let version = resp
+            .headers()
+            .get("X-Influxdb-Version")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown")
+            .to_string();
+        if status.is_success() {
+            return Ok(version);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Err(self.classify(status, body, 0))
+    }
+
+    /// 1.x: whether the database exists, asked with the write credentials (`SHOW
+    /// DATABASES`), so a refused user shows too. `None` on 2.x, whose token is only
+    /// checked by a write.
+    pub async fn database_exists(&self) -> Result<Option<bool>, WriteError> {
+        let Api::V1 {
+            database,
+            username,
+            password,
+            ..
+        } = &self.api
+        else {
+            return Ok(None);
+        };
+        // The write URL's base, with /query instead of /write.
+        let mut url = self.write_url.clone();
+        url.set_path(&url.path().replace("/write", "/query"));
+        url.set_query(None);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("q", "SHOW DATABASES");
+            if !username.is_empty() {
+                q.append_pair("u", username).append_pair("p", password);
+            }
+        }
+        let resp = self.get(url).await?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        let shown: Option<ShowDatabases> = serde_json::from_str(&body).ok();
+        let Some(shown) = shown.filter(|s| status.is_success() && s.error().is_none()) else {
+            return Err(self.classify(status, body, 0));
+        };
+        Ok(Some(shown.names().any(|name| name == database)))
+    }
+
+    async fn get(&self, url: impl reqwest::IntoUrl) -> Result<reqwest::Response, WriteError> {
+        self.client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))
     }
 
     fn unreachable(&self, e: reqwest::Error) -> WriteError {
