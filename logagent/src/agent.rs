@@ -225,13 +225,15 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
     // The shipper's retry policy exists before the sink, which reports failed deliveries
     // into it; the shipper then starts it with the sink to produce them again.
     let retries = Retries::new(Arc::clone(&metrics));
-    let sink = Arc::new(KafkaSink::from_config(
-        &config.kafka,
-        &limit,
-        Arc::clone(&metrics),
-        retries.reports(),
-    )?
-    .with_readiness(kafka_ready));
+    let sink = Arc::new(
+        KafkaSink::from_config(
+            &config.kafka,
+            &limit,
+            Arc::clone(&metrics),
+            retries.reports(),
+        )?
+        .with_readiness(kafka_ready),
+    );
     let host = config.agent.host_name();
     let chunks =
         ChunkPool::with_message_limit(config.agent.worker_threads, config.kafka.message_max_bytes);

@@ -23,9 +23,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use service_kit::check::KafkaMetadata;
 use service_kit::kafka::BrokerReadiness;
 use service_kit::readiness::Condition;
-use service_kit::check::KafkaMetadata;
 
 use super::{DeliveryReports, OwnedMessage, SendError, Sink, SinkError, Undelivered};
 use crate::ack::AckToken;
