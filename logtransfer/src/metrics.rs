@@ -6,6 +6,14 @@
 //! offset, i.e. records read but not yet safely in Elasticsearch (or dead-lettered).
 //! Records still in Kafka that we have not fetched yet are not counted; compare
 //! `logtransfer_consumed_total` with the producers' counters for those.
+//!
+//! End-to-end latency: `logtransfer_end_to_end_latency_seconds` runs from the record's
+//! Kafka timestamp to the `_bulk` response that indexed its document. logagent sets that
+//! timestamp to the time it read the line (docs/dev/CONTRACTS.md), so this is "line read ->
+//! acknowledged"; other producers' records start when they were produced (or appended, for
+//! a topic with `LogAppendTime`). Clocks of other hosts count: a skew shows up as latency
+//! (clamped at 0). Searchable follows at the index's refresh (1 s by default in
+//! Elasticsearch).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,6 +25,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+/// Upper bounds of `end_to_end_latency_seconds`, 5 ms to 60 s.
+pub const END_TO_END_BUCKETS: [f64; 15] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 /// Labels of per-partition series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,6 +79,9 @@ pub struct Metrics {
     pub bulk_requests: Family<OutcomeLabels, Counter>,
     /// `_bulk` round-trip time, seconds.
     pub bulk_latency: Histogram,
+    /// Line read (the record's Kafka timestamp, which logagent sets to the read time) ->
+    /// document acknowledged by Elasticsearch, seconds, per indexed document.
+    pub end_to_end_latency: Histogram,
     /// Consumed but not committed, per partition (see the module docs).
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     /// 1 while consumption is paused because the sink is full (Elasticsearch slow or down).
@@ -94,6 +110,8 @@ impl Default for Metrics {
             bulk_latency: Histogram::new([
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
+            // From a quiet pipeline's few ms to a minute behind (beyond: +Inf, a backlog).
+            end_to_end_latency: Histogram::new(END_TO_END_BUCKETS),
             consumer_lag: Family::default(),
             paused: Gauge::default(),
             commit_failures: Counter::default(),
@@ -152,6 +170,11 @@ impl Metrics {
             "bulk_latency_seconds",
             "_bulk round-trip time",
             self.bulk_latency.clone(),
+        );
+        r.register(
+            "end_to_end_latency_seconds",
+            "Line read by logagent (the record's Kafka timestamp) -> document acknowledged by Elasticsearch, per indexed document",
+            self.end_to_end_latency.clone(),
         );
         r.register(
             "consumer_lag",

@@ -19,11 +19,15 @@ use serde_json::{Map, Value};
 /// path".
 pub fn lift_to_json(payload: &[u8]) -> Option<(Vec<u8>, DateTime<Utc>)> {
     let outer: Map<String, Value> = serde_json::from_slice(payload).ok()?;
-    lift_object(&outer)
+    lift_object(&outer, None)
 }
 
-/// [`lift_to_json`] for a message already parsed as a JSON object.
-pub fn lift_object(outer: &Map<String, Value>) -> Option<(Vec<u8>, DateTime<Utc>)> {
+/// [`lift_to_json`] for a message already parsed as a JSON object; `ingested` (RFC 3339
+/// text, nothing to escape) becomes `event.ingested`.
+pub fn lift_object(
+    outer: &Map<String, Value>,
+    ingested: Option<&str>,
+) -> Option<(Vec<u8>, DateTime<Utc>)> {
     let Some(Value::String(line)) = outer.get("message") else {
         return None;
     };
@@ -38,10 +42,13 @@ pub fn lift_object(outer: &Map<String, Value>) -> Option<(Vec<u8>, DateTime<Utc>
         return None;
     }
     // The agent's `event` object (its `event.id`, docs/dev/CONTRACTS.md) is kept beside
-    // the `event.original` written below; anything that would merge with it declines.
+    // the `event.original` and `event.ingested` written below; anything that would merge
+    // with them declines.
     let outer_event = match outer.get("event") {
         None => None,
-        Some(Value::Object(m)) if !m.contains_key("original") => Some(m),
+        Some(Value::Object(m)) if !m.contains_key("original") && !m.contains_key("ingested") => {
+            Some(m)
+        }
         Some(_) => return None,
     };
     let inner: BTreeMap<&str, &RawValue> = serde_json::from_str(line).ok()?;
@@ -83,6 +90,11 @@ pub fn lift_object(outer: &Map<String, Value>) -> Option<(Vec<u8>, DateTime<Utc>
         serde_json::to_writer(&mut out, key).ok()?;
         out.push(b':');
         serde_json::to_writer(&mut out, value).ok()?;
+    }
+    if let Some(at) = ingested {
+        out.extend_from_slice(b",\"ingested\":\"");
+        out.extend_from_slice(at.as_bytes());
+        out.push(b'"');
     }
     out.push(b'}');
 
@@ -279,7 +291,11 @@ mod tests {
             );
             assert!(lift_to_json(&agent(&line, json!({}))).is_none(), "{line:?}");
         }
-        for event in [json!({"original": "x"}), json!("scalar")] {
+        for event in [
+            json!({"original": "x"}),
+            json!({"ingested": "2026-11-24T23:59:59Z"}),
+            json!("scalar"),
+        ] {
             let with_event = agent(
                 r#"{"@timestamp":"2026-11-24T23:59:59Z","log.level":"info"}"#,
                 json!({ "event": event }),

@@ -26,6 +26,10 @@ pub struct EncodedDoc {
     pub bytes: Vec<u8>,
     /// Length of the action line including its newline; the source follows.
     pub action_len: usize,
+    /// The record's Kafka timestamp (Unix ms): for logagent's lines the time the line was
+    /// read. Where `logtransfer_end_to_end_latency_seconds` starts; `None` when the record
+    /// has none.
+    pub read_at_ms: Option<i64>,
 }
 
 /// Error in the `[es] index` template.
@@ -204,6 +208,7 @@ pub fn encode(
         index,
         bytes,
         action_len,
+        read_at_ms: None,
     }
 }
 
@@ -224,6 +229,7 @@ pub fn encode_source(
         index,
         bytes,
         action_len,
+        read_at_ms: None,
     }
 }
 

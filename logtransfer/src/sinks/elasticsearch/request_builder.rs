@@ -18,6 +18,8 @@ pub struct BatchItem {
     pub range: Range<usize>,
     /// Where the source starts in `Batch::body`.
     pub source_start: usize,
+    /// When its line was read ([`EncodedDoc::read_at_ms`]).
+    pub read_at_ms: Option<i64>,
 }
 
 /// A `_bulk` request body and the documents in it, in body order (the response's
@@ -50,6 +52,7 @@ impl Batch {
             index: doc.index,
             range: start..self.body.len(),
             source_start: start + doc.action_len,
+            read_at_ms: doc.read_at_ms,
         });
     }
 
@@ -85,6 +88,7 @@ impl Batch {
                 index: item.index.clone(),
                 range: start..out.body.len(),
                 source_start: start + (item.source_start - item.range.start),
+                read_at_ms: item.read_at_ms,
             });
         }
         out

@@ -218,10 +218,18 @@ async fn settle(ctx: &SinkContext, slots: &Slots, slot: OwnedSemaphorePermit, ba
         let mut retry: Vec<usize> = Vec::new();
         let mut indexed = 0u64;
         let mut duplicates = 0u64;
+        let acknowledged_ms = chrono::Utc::now().timestamp_millis();
         for (i, item) in response.items.iter().enumerate() {
             match item_action(item.status, ctx.op_type) {
                 ItemAction::Done => {
                     indexed += 1;
+                    // Read -> acknowledged, for documents this request indexed (a 409
+                    // duplicate was indexed earlier; a dead letter never is).
+                    if let Some(read_at) = batch.items[i].read_at_ms {
+                        ctx.metrics
+                            .end_to_end_latency
+                            .observe((acknowledged_ms - read_at).max(0) as f64 / 1000.0);
+                    }
                     settled.push(batch.items[i].key.clone());
                 }
                 ItemAction::Duplicate => {

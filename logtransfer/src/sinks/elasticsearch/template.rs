@@ -166,7 +166,9 @@ pub fn index_template(pattern: &str) -> Value {
                     "ecs": {"properties": {"version": keyword()}},
                     "event": {"properties": {
                         // Kept for reference, not searched: ECS says keyword, not indexed.
-                        "original": {"type": "keyword", "index": false, "doc_values": false}
+                        "original": {"type": "keyword", "index": false, "doc_values": false},
+                        // Set by logtransfer: when the pipeline took the document in.
+                        "ingested": {"type": "date"}
                     }},
                     "host": {"properties": {"name": keyword()}},
                     "agent": {"properties": {"type": keyword(), "version": keyword()}},
@@ -287,6 +289,7 @@ mod tests {
             "keyword"
         );
         assert_eq!(p["log"]["properties"]["offset"]["type"], "long");
+        assert_eq!(p["event"]["properties"]["ingested"]["type"], "date");
     }
 
     fn data_stream_config() -> ElasticsearchConfig {
