@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::catch_up::{CatchUp, DeliveryStall};
 use crate::checkpoint::{CheckpointStore, WriteSpell, WriteSpellReport};
+use crate::file_lag::FileLagSeries;
 use crate::in_flight::InFlightLimit;
 use crate::metrics::Metrics;
 use crate::sinks::Sink;
@@ -27,6 +28,7 @@ pub struct Housekeeping {
     catch_up: CatchUp,
     write_spell: WriteSpell,
     stall: DeliveryStall,
+    file_lag: FileLagSeries,
     pruned: Option<Instant>,
     /// A prune is running (its thread may hang in a listing of a hung network mount).
     pruning: Arc<AtomicBool>,
@@ -48,6 +50,7 @@ impl Housekeeping {
             catch_up: CatchUp::default(),
             write_spell: WriteSpell::default(),
             stall: DeliveryStall::default(),
+            file_lag: FileLagSeries::default(),
             pruned: None,
             pruning: Arc::new(AtomicBool::new(false)),
         }
@@ -82,7 +85,9 @@ impl Housekeeping {
         if let Some(line) = self.stall.observe(sent, waiting, Instant::now()) {
             log::warn!("{line}");
         }
-        let lag = self.store.lag_bytes();
+        let lag = self
+            .file_lag
+            .publish(&self.metrics, self.store.lag_by_path());
         self.metrics.send_lag_bytes.set(lag);
         if let Some(line) = self.catch_up.observe(lag, Instant::now()) {
             log::info!("{line}");

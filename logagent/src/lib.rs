@@ -15,9 +15,10 @@
 //! one line; [`in_flight`] the bound on lines read and not yet acknowledged; [`checkpoint`]
 //! offsets that survive a crash;
 //! [`atomic_file`] crash-safe file replacement (checkpoints, cached config);
-//! [`supervisor`] config diffs; [`metrics`]; [`catch_up`] progress of a long backlog in the
-//! log; [`housekeeping`] the periodic checkpoint write and reports; [`agent`] the wiring;
-//! [`check`] `--check` / `--check-connections`.
+//! [`supervisor`] config diffs; [`metrics`], with [`file_lag`] the bounded per-file lag;
+//! [`catch_up`] progress of a long backlog in the log; [`housekeeping`] the periodic
+//! checkpoint write and reports; [`agent`] the wiring; [`check`] `--check` /
+//! `--check-connections`.
 
 pub mod ack;
 pub mod agent;
@@ -29,6 +30,7 @@ pub mod collect_config;
 pub mod config;
 pub mod encode;
 pub mod fd_limit;
+pub mod file_lag;
 pub mod housekeeping;
 pub mod identity;
 pub mod in_flight;

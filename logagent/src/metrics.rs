@@ -5,6 +5,8 @@
 //! `lines_failed` (delivery errors; the line is retried, not dropped), `files_watched`,
 //! `collect_config_revision` (etcd mod revision of the running collect config),
 //! `configs_rejected`, `send_lag_bytes` (bytes in watched files not yet acknowledged),
+//! `file_lag_bytes{path}` (the same per file, for the files furthest behind, the rest summed
+//! as `path="other"`: see [`crate::file_lag`]),
 //! `lines_in_flight` (read, not yet acknowledged), `checkpoint_write_failures` (periodic
 //! checkpoint writes that failed: a full or read-only data_dir; retried every interval),
 //! `lines_truncated` (lines whose message was cut to fit the producer's
@@ -46,6 +48,14 @@ impl EncodeLabelValue for RefusalReason {
     }
 }
 
+/// The label of `file_lag_bytes`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FileLagLabels {
+    /// The file's path, or `other` for the sum of the files outside the top
+    /// ([`crate::file_lag`]).
+    pub path: String,
+}
+
 /// Every metric the agent exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -67,6 +77,9 @@ pub struct Metrics {
     pub configs_rejected: Counter,
     /// Bytes in watched files not yet acknowledged by Kafka.
     pub send_lag_bytes: Gauge<u64, AtomicU64>,
+    /// Bytes not yet acknowledged per file, for the files furthest behind (bounded:
+    /// [`crate::file_lag`]).
+    pub file_lag_bytes: Family<FileLagLabels, Gauge<u64, AtomicU64>>,
     /// Lines read and not yet acknowledged.
     pub lines_in_flight: Gauge,
     /// Periodic checkpoint writes that failed (each is retried at the next interval).
@@ -166,6 +179,15 @@ impl Metrics {
             "send_lag_bytes",
             "Bytes in watched files not yet acknowledged",
             self.send_lag_bytes.clone(),
+        );
+        // `other` is exported from the start, at 0: the family is never empty.
+        let _ = self.file_lag_bytes.get_or_create(&FileLagLabels {
+            path: crate::file_lag::OTHER.into(),
+        });
+        r.register(
+            "file_lag_bytes",
+            "Bytes of a file not yet acknowledged by Kafka: the files furthest behind by path, the others summed as path=\"other\"",
+            self.file_lag_bytes.clone(),
         );
         r.register(
             "lines_in_flight",

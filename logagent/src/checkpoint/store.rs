@@ -158,9 +158,15 @@ impl CheckpointStore {
         }
     }
 
-    /// Sum of unacknowledged bytes over the files being read.
-    pub fn lag_bytes(&self) -> u64 {
-        self.inner.lock().live.values().map(|p| p.lag_bytes()).sum()
+    /// Unacknowledged bytes of each file being read, by path (a path may come twice: a
+    /// rotated generation still being read, or a file collected for two topics).
+    pub fn lag_by_path(&self) -> Vec<(String, u64)> {
+        self.inner
+            .lock()
+            .live
+            .values()
+            .map(|p| (p.path().to_string(), p.lag_bytes()))
+            .collect()
     }
 
     /// Lines sent and not yet acknowledged, over all files.
