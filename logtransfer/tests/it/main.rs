@@ -19,6 +19,7 @@ mod group;
 mod hostile;
 mod kafka_outage;
 mod kibana_objects;
+mod observability;
 mod pipeline;
 mod readiness;
 mod stuck_record;
