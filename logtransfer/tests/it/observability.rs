@@ -405,3 +405,62 @@ fn end_to_end_latency_counts_from_the_records_read_time() {
     );
     transfer.stop();
 }
+
+/// In compose, Prometheus scrapes every binary where its config makes it listen (so the
+/// dashboard has data there), its config is valid (promtool), and the dashboard's panels
+/// use the provisioned Prometheus datasource.
+#[test]
+fn compose_prometheus_scrapes_every_binary_and_the_dashboard_uses_its_datasource() {
+    let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose");
+    let read = |rel: &str| {
+        std::fs::read_to_string(compose.join(rel))
+            .unwrap_or_else(|e| panic!("read compose/{rel}: {e}"))
+    };
+    let prometheus_yml = compose.join("prometheus/prometheus.yml");
+    let check = std::process::Command::new("promtool")
+        .args(["check", "config"])
+        .arg(&prometheus_yml)
+        .output()
+        .unwrap_or_else(|e| panic!("promtool (Debian prometheus; scripts/setup.sh): {e}"));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let scrape = read("prometheus/prometheus.yml");
+    for (binary, key) in [
+        ("logagent", "metrics_address"),
+        ("logtransfer", "metrics_address"),
+        ("sysagent", "listen"),
+    ] {
+        let ini = read(&format!("config/{binary}.ini"));
+        let port = ini
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().rsplit(':').next().unwrap().to_string())
+            })
+            .unwrap_or_else(|| panic!("no {key} in compose/config/{binary}.ini"));
+        assert!(
+            scrape.contains(&format!("job_name: {binary}"))
+                && scrape.contains(&format!("\"{binary}:{port}\"")),
+            "compose/prometheus/prometheus.yml does not scrape {binary}:{port}: {scrape}"
+        );
+    }
+
+    let datasources = read("grafana/provisioning/datasources/sysagent.yml");
+    let dashboard: Value = serde_json::from_str(&read(&format!("grafana/dashboards/{DASHBOARD}")))
+        .expect("dashboard JSON");
+    assert_eq!(dashboard["title"], "pipeline");
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] == "row" {
+            continue;
+        }
+        let uid = panel["datasource"]["uid"].as_str().unwrap_or_default();
+        assert!(
+            datasources.contains(&format!("uid: {uid}\n    type: prometheus")),
+            "panel {}: datasource {uid:?} is not a provisioned Prometheus",
+            panel["title"]
+        );
+    }
+}
