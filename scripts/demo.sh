@@ -7,6 +7,9 @@
 #
 # Starts etcd, a Kafka-protocol broker (tansu), an Elasticsearch-API server (osmem-server),
 # InfluxDB and Prometheus on loopback ports, then our binaries, and shows where each is.
+# While it runs it shows the pipeline's live status per hop (lines/s read and sent by
+# logagent, consumer lag, documents in the index, dead letters; scripts/lib/status.py):
+# redrawn in place on a terminal, one line every 10 s otherwise.
 # Everything lives under .demo/ (logs in .demo/logs/); Ctrl-C stops all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +21,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
     --no-build) BUILD=""; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -151,7 +154,9 @@ if [ -n "$BUILD" ]; then
   cargo build --release --locked -q -p logagent -p etcd-put -p logtransfer -p sysagent
   cargo build --release --locked -q -p logger --example demo_app
 fi
-BIN=$ROOT/target/release
+# Where cargo put them: CARGO_TARGET_DIR when set (relative to the workspace), else target/.
+BIN=${CARGO_TARGET_DIR:-target}/release
+case "$BIN" in /*) ;; *) BIN=$ROOT/$BIN ;; esac
 APPLOGS=$DEMO/applogs
 mkdir -p "$APPLOGS" "$DEMO/logagent"
 
@@ -246,11 +251,21 @@ cat >&2 <<TABLE
 
 TABLE
 
+STATUS=(python3 scripts/lib/status.py
+  --logagent "http://127.0.0.1:$LOGAGENT_METRICS/metrics"
+  --logtransfer "http://127.0.0.1:$LOGTRANSFER_METRICS/metrics"
+  --es "http://127.0.0.1:$ES_PORT" --index 'logs-app-logs-*')
+# In the background, waited for: `wait` returns at once for a trapped signal (Ctrl-C, a
+# SIGTERM to this script), where a foreground child would hold the trap until it exits.
 if [ -n "$DURATION" ]; then
-  say "running for $DURATION s"
-  sleep "$DURATION"
+  say "running for $DURATION s; live status:"
+  "${STATUS[@]}" --duration "$DURATION" &
+  PIDS+=($!)
+  wait $!
   show_results
 else
-  say "up; press Ctrl-C to stop (results again every 60 s)"
-  while true; do sleep 60; show_results; done
+  say "up; live status below, press Ctrl-C to stop"
+  "${STATUS[@]}" &
+  PIDS+=($!)
+  wait $!
 fi
