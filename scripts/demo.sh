@@ -3,7 +3,7 @@
 #
 #   scripts/demo.sh                  run until Ctrl-C
 #   scripts/demo.sh --duration 90    run 90 s after everything is up, then stop (for CI-like checks)
-#   scripts/demo.sh --no-build       use the release binaries already in target/release
+#   scripts/demo.sh --no-build       use the release binaries already built (target/release, or $CARGO_TARGET_DIR/release)
 #
 # Starts etcd, a Kafka-protocol broker (tansu), an Elasticsearch-API server (osmem-server),
 # InfluxDB and Prometheus on loopback ports, then our binaries, and shows where each is.
