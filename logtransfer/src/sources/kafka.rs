@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -161,6 +162,7 @@ fn create_consumer(
         )
         .set("enable.partition.eof", "false");
     BrokerReadiness::configure(&mut cc);
+    fetch_settings(&mut cc, config);
     cc.create_with_context(TrackingContext {
         tracker,
         paused: AtomicBool::new(false),
@@ -172,6 +174,15 @@ fn create_consumer(
         group: config.group_id.clone(),
         source: Box::new(source),
     })
+}
+
+/// How the consumer fetches: what decides how soon a produced record reaches the sink
+/// (the latency benchmark gives its side consumer the same settings).
+pub fn fetch_settings(cc: &mut ClientConfig, config: &KafkaConfig) {
+    cc.set(
+        "fetch.wait.max.ms",
+        config.fetch_wait_max_ms.max(1).to_string(),
+    );
 }
 
 /// How long the sink may stay full before the partitions are paused.

@@ -34,9 +34,10 @@ pub fn lift_object(
     // A raw newline or CR in a JSON text can only be whitespace between tokens (inside
     // strings they are escaped), and the raw values copied below would carry it into the
     // NDJSON `_bulk` body, where a newline ends the document. Such lines (pretty-printed
-    // events) are rare: the general path re-serialises them.
+    // events) are rare: the general path re-serialises them. (memchr2, not a byte loop: the
+    // loop was ~1.8k instructions of a ~45k-instruction document, docs/BENCHMARKS.md.)
     if !line.starts_with('{')
-        || line.bytes().any(|b| b == b'\n' || b == b'\r')
+        || memchr::memchr2(b'\n', b'\r', line.as_bytes()).is_some()
         || outer.keys().any(|k| k.contains('.'))
     {
         return None;

@@ -4,6 +4,7 @@
 //! statically, and a binary per file made a cold CI build run out of disk.
 //! nextest still runs every test in its own process.
 
+mod batching;
 mod binary;
 mod check;
 mod common;

@@ -158,6 +158,12 @@ pub struct BatchConfig {
     /// ... or when its first document has waited this long.
     #[serde(deserialize_with = "service_kit::duration::millis")]
     pub max_wait_ms: u64,
+    /// Send a partial request at once when no document is waiting in the input and no
+    /// request is in flight, instead of waiting for `max_wait_ms`: at low rates a document
+    /// does not sit out the wait, and under load documents still gather while requests are
+    /// in flight (what arrives meanwhile goes together). `false`: partial requests go only
+    /// at `max_wait_ms`.
+    pub flush_when_idle: bool,
     /// Requests in flight at once; when all are busy, consumption waits (and pauses).
     pub concurrency: usize,
     /// First retry delay; doubled per attempt, with jitter.
@@ -178,6 +184,7 @@ impl Default for BatchConfig {
             max_docs: 1_000,
             max_bytes: 5 * 1024 * 1024,
             max_wait_ms: 1_000,
+            flush_when_idle: true,
             concurrency: 4,
             retry_initial_ms: 100,
             retry_max_ms: 10_000,

@@ -78,6 +78,15 @@ pub async fn run(ctx: Arc<SinkContext>, mut input: mpsc::Receiver<EncodedDoc>) {
             Some(_) = tasks.join_next(), if !tasks.is_empty() => None,
             _ = ctx.cancel.cancelled() => return,
         };
+        let ready = ready.or_else(|| {
+            // Nothing more to add right now and nothing in flight: waiting for max_wait
+            // would only add latency (`flush_when_idle`).
+            let idle = ctx.batch.flush_when_idle
+                && !builder.is_empty()
+                && input.is_empty()
+                && slots.requests.available_permits() == concurrency;
+            idle.then(|| builder.take())
+        });
         if let Some(batch) = ready {
             // Waiting for a slot here is the back-pressure: input is not read meanwhile.
             let Some(permit) = slots.request(&ctx.cancel).await else {
