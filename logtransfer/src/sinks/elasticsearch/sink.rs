@@ -1,5 +1,6 @@
 //! The driver loop: documents in, batches out (`max_docs`, `max_bytes` or `max_wait_ms`,
-//! whichever first), at most `concurrency` requests in flight, each one followed through
+//! whichever first, or at once when the input is idle and nothing is in flight:
+//! `flush_when_idle`), at most `concurrency` requests in flight, each one followed through
 //! retries and dead letters until every document in it is settled. Only then are its
 //! records acknowledged to the source (which commits their offsets).
 //!
