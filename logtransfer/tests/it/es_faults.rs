@@ -239,7 +239,11 @@ fn a_413_splits_the_request_and_a_400_for_a_single_document_dead_letters_it() {
     let es = Elasticsearch::start();
     let proxy = FaultProxy::start(&es.url());
     kafka.create_topic("split", 1);
-    let transfer = InProcess::start(config(&kafka, &proxy.url(), "split", "s-group"));
+    let mut cfg = config(&kafka, &proxy.url(), "split", "s-group");
+    // The 50 documents must travel as one request to be split: an idle flush could send
+    // the first one alone, and a 413 for a lone document dead-letters it.
+    cfg.batch.flush_when_idle = false;
+    let transfer = InProcess::start(cfg);
     assert!(wait_until(Duration::from_secs(30), || {
         es_get(&es, "/_index_template/logtransfer")["index_templates"]
             .as_array()
