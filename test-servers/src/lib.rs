@@ -10,6 +10,7 @@
 //! | [`Prometheus`] | Prometheus 2.42 (Debian `prometheus`) | the metrics scraper |
 //! | [`FaultProxy`] | an HTTP proxy of ours | whole-request 429/5xx, refusals, delays |
 //! | [`TestPki`] | certificates made by `openssl` | a CA, server and client certificates, an untrusted CA |
+//! | [`TlsAuthProxy`] | nginx (Debian `nginx-light`) | TLS and basic-auth/API-key checks in front of an HTTP server (a secured Elasticsearch) |
 //!
 //! `start()` panics with the server's own log and the fix (`scripts/setup.sh`) when the server
 //! cannot start; `try_start()` returns the same as an error. A missing binary is a failure,
@@ -32,6 +33,7 @@ mod pki;
 mod process;
 mod program;
 mod prometheus;
+mod tls_proxy;
 
 pub use elasticsearch::Elasticsearch;
 pub use error::HarnessError;
@@ -44,6 +46,7 @@ pub use pki::TestPki;
 pub use process::free_port;
 pub use program::{run_check, stderr_summary, table_row, terminate};
 pub use prometheus::Prometheus;
+pub use tls_proxy::{TlsAuthProxy, TlsAuthProxyBuilder};
 
 use std::time::{Duration, Instant};
 

@@ -9,3 +9,4 @@ mod smoke_etcd;
 mod smoke_influx;
 mod smoke_kafka;
 mod smoke_prometheus;
+mod smoke_tls_proxy;
