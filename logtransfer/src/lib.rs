@@ -50,8 +50,9 @@ pub enum Error {
     /// The dead-letter producer could not be built.
     #[error(transparent)]
     DeadLetter(#[from] DeadLetterError),
-    /// The index template or lifecycle policy cannot be installed, or its settings cannot
-    /// work.
+    /// The index template or lifecycle policy cannot be installed, its settings cannot
+    /// work, or Elasticsearch refused the first request (credentials, TLS): not worth
+    /// retrying.
     #[error(transparent)]
     Template(#[from] TemplateError),
     /// The consumer could not be built or subscribed, or the last commit failed.

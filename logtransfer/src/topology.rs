@@ -62,8 +62,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             .with_readiness(es_ready),
     );
     tokio::spawn(Arc::clone(&service).keep_readiness(ES_READINESS_PING_AFTER, stop.clone()));
-    if config.es.install_template && !template::install(&service, &installation, &stop).await? {
-        return Ok(());
+    // The first request: a refusal retrying cannot end (credentials, TLS) stops the start.
+    if config.es.install_template {
+        if !template::install(&service, &installation, &stop).await? {
+            return Ok(());
+        }
+    } else {
+        template::check_access(&service).await?;
     }
     let dead_letter = Arc::new(DeadLetter::new(
         &config.kafka.address,

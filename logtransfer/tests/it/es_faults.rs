@@ -8,24 +8,6 @@ use crate::common::*;
 use serde_json::{Value, json};
 use test_servers::{Elasticsearch, Fault, FaultProxy, Kafka, wait_until};
 
-fn agent_batch(day: &str, prefix: &str, n: usize) -> Vec<(String, Vec<u8>, Option<i64>)> {
-    (0..n)
-        .map(|i| {
-            (
-                "h:/f".to_string(),
-                agent_message(
-                    &format!("{day}T08:00:00Z"),
-                    &format!("{prefix} {i}"),
-                    "h",
-                    "/f",
-                    i as u64,
-                ),
-                None,
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn per_item_429_from_a_read_only_index_is_retried_until_the_block_is_cleared() {
     let kafka = Kafka::start();

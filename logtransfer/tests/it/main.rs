@@ -14,6 +14,7 @@ mod data_stream;
 mod dedup;
 mod end_to_end;
 mod es_faults;
+mod es_tls;
 mod etcd_topics;
 mod exactly_once;
 mod group;

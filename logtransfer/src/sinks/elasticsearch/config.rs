@@ -1,9 +1,11 @@
 //! `[es]` and `[batch]`: what the user writes about the Elasticsearch sink.
 
 use serde::Deserialize;
+use service_kit::secret::Secret;
 
-/// `[es]`: the cluster and where documents go. Its `Debug` masks the secrets (`password`,
-/// `api_key`, credentials in `address`), so printing a configuration shows none.
+/// `[es]`: the cluster, how to reach it (TLS, credentials) and where documents go. Its
+/// `Debug` masks the secrets (`password`, `api_key`, credentials in `address`), so printing
+/// a configuration shows none.
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ElasticsearchConfig {
@@ -13,17 +15,28 @@ pub struct ElasticsearchConfig {
     /// Index name template: `{topic}` is the Kafka topic, `%Y %m %d %H` come from the
     /// record's own `@timestamp` (UTC), so a replay lands in the same index.
     pub index: String,
-    /// Basic auth user (with `password`); empty for none.
+    /// Basic auth user (with `password` or `password_file`); empty for none.
     pub username: String,
-    /// Basic auth password.
-    pub password: String,
-    /// API key (the base64 `id:key` Elasticsearch hands out); wins over username/password.
-    pub api_key: String,
-    /// Use HTTPS for addresses given without a scheme (needs the `tls` cargo feature).
+    /// Basic auth password (or `LOGTRANSFER_ES_PASSWORD`). Never printed.
+    pub password: Secret,
+    /// File whose first line is the basic auth password, instead of `password`.
+    pub password_file: String,
+    /// API key (the base64 `id:api_key` Elasticsearch hands out), sent as
+    /// `Authorization: ApiKey <key>`; wins over username/password. Never printed.
+    pub api_key: Secret,
+    /// File whose first line is the API key, instead of `api_key`.
+    pub api_key_file: String,
+    /// Use HTTPS for addresses given without a scheme (`https://` addresses always are).
     pub tls: bool,
-    /// PEM file with an extra CA to trust (self-signed clusters); empty for the system roots.
+    /// PEM file with extra CA certificates to trust (self-signed clusters), on top of the
+    /// system's roots; empty for the system's roots only.
     pub tls_ca_file: String,
-    /// Accept any certificate. Only for tests against throwaway clusters.
+    /// PEM client certificate (chain) sent to nodes that ask for one (mutual TLS); with
+    /// `tls_key_file`.
+    pub tls_cert_file: String,
+    /// Unencrypted PEM private key of `tls_cert_file`.
+    pub tls_key_file: String,
+    /// Accept any server certificate. Only for tests against throwaway clusters.
     pub tls_insecure: bool,
     /// Timeout of one `_bulk` request; a timed-out request is retried.
     #[serde(deserialize_with = "service_kit::duration::millis")]
@@ -95,10 +108,14 @@ impl Default for ElasticsearchConfig {
             address: "http://127.0.0.1:9200".into(),
             index: "logs-{topic}-%Y.%m.%d".into(),
             username: String::new(),
-            password: String::new(),
-            api_key: String::new(),
+            password: Secret::default(),
+            password_file: String::new(),
+            api_key: Secret::default(),
+            api_key_file: String::new(),
             tls: false,
             tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
             tls_insecure: false,
             request_timeout_ms: 30_000,
             install_template: true,
@@ -116,7 +133,6 @@ impl Default for ElasticsearchConfig {
 
 impl std::fmt::Debug for ElasticsearchConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mask = |s: &str| if s.is_empty() { "" } else { "***" };
         let address: Vec<String> = service_kit::split_list(&self.address)
             .iter()
             .map(|a| super::service::redact_url(a))
@@ -125,10 +141,14 @@ impl std::fmt::Debug for ElasticsearchConfig {
             .field("address", &address.join(","))
             .field("index", &self.index)
             .field("username", &self.username)
-            .field("password", &mask(&self.password))
-            .field("api_key", &mask(&self.api_key))
+            .field("password", &self.password)
+            .field("password_file", &self.password_file)
+            .field("api_key", &self.api_key)
+            .field("api_key_file", &self.api_key_file)
             .field("tls", &self.tls)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .field("tls_insecure", &self.tls_insecure)
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("install_template", &self.install_template)
@@ -201,8 +221,8 @@ mod tests {
     fn debug_shows_no_secret() {
         let config = ElasticsearchConfig {
             address: "http://elastic:hunter2@es1:9200,es2:9200".into(),
-            password: "swordfish".into(),
-            api_key: "aWQ6a2V5".into(),
+            password: Secret::new("swordfish"),
+            api_key: Secret::new("aWQ6a2V5"),
             ..Default::default()
         };
         let shown = format!("{config:?}");
@@ -210,5 +230,32 @@ mod tests {
             assert!(!shown.contains(secret), "{shown}");
         }
         assert!(shown.contains("http://***@es1:9200,es2:9200"), "{shown}");
+    }
+
+    #[test]
+    fn every_tls_and_secret_key_loads_from_ini() {
+        #[derive(Deserialize)]
+        struct File {
+            es: ElasticsearchConfig,
+        }
+        let ini = "[es]\naddress = https://es:9200\nusername = writer\npassword_file = /run/pw\n\
+                   api_key = k3y-from-ini\ntls_ca_file = /etc/ca.pem\n\
+                   tls_cert_file = /etc/client.pem\ntls_key_file = /etc/client.key\n";
+        let file: File =
+            service_kit::config::load_str(ini, service_kit::config::ConfigFormat::Ini, None)
+                .unwrap();
+        let es = file.es;
+        assert_eq!(es.password_file, "/run/pw");
+        assert!(es.password.is_empty());
+        assert_eq!(es.api_key.expose(), "k3y-from-ini");
+        assert_eq!(
+            (
+                es.tls_ca_file.as_str(),
+                es.tls_cert_file.as_str(),
+                es.tls_key_file.as_str()
+            ),
+            ("/etc/ca.pem", "/etc/client.pem", "/etc/client.key")
+        );
+        assert!(!format!("{es:?}").contains("k3y"));
     }
 }

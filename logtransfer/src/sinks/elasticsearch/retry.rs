@@ -17,7 +17,11 @@
 //!   operator: the service reports them as an ERROR once per spell (and every failure in
 //!   `logtransfer_es_request_errors_total{status}`);
 //! - 400 and 413 (a document the request parser cannot take, a body too large): the batch
-//!   is split in halves until the culprit is alone, which is then dead-lettered.
+//!   is split in halves until the culprit is alone, which is then dead-lettered; except a
+//!   400 that is a TLS front end's complaint about the connection (plaintext on its TLS
+//!   port, no client certificate): that needs the operator and is retried like a 401.
+//! - TLS failures (untrusted certificate, handshake refused) need the operator too: retried,
+//!   reported once per spell.
 
 use super::config::OpType;
 
@@ -53,10 +57,11 @@ pub enum RequestAction {
     Split,
 }
 
-/// Classifies a whole-request HTTP status (`None`: no response at all).
-pub fn request_action(status: Option<u16>) -> RequestAction {
+/// Classifies a whole-request HTTP status (`None`: no response at all). A failure that
+/// `needs_operator` (it has an operator hint) says nothing about the documents: retried.
+pub fn request_action(status: Option<u16>, needs_operator: bool) -> RequestAction {
     match status {
-        Some(400 | 413) => RequestAction::Split,
+        Some(400 | 413) if !needs_operator => RequestAction::Split,
         _ => RequestAction::Retry,
     }
 }
@@ -77,10 +82,12 @@ mod tests {
         assert_eq!(item_action(409, index), ItemAction::DeadLetter);
         assert_eq!(item_action(409, OpType::Create), ItemAction::Duplicate);
         assert_eq!(item_action(201, OpType::Create), ItemAction::Done);
-        assert_eq!(request_action(None), RequestAction::Retry);
-        assert_eq!(request_action(Some(429)), RequestAction::Retry);
-        assert_eq!(request_action(Some(503)), RequestAction::Retry);
-        assert_eq!(request_action(Some(401)), RequestAction::Retry);
-        assert_eq!(request_action(Some(413)), RequestAction::Split);
+        assert_eq!(request_action(None, false), RequestAction::Retry);
+        assert_eq!(request_action(Some(429), false), RequestAction::Retry);
+        assert_eq!(request_action(Some(503), false), RequestAction::Retry);
+        assert_eq!(request_action(Some(401), true), RequestAction::Retry);
+        assert_eq!(request_action(Some(413), false), RequestAction::Split);
+        assert_eq!(request_action(Some(400), false), RequestAction::Split);
+        assert_eq!(request_action(Some(400), true), RequestAction::Retry);
     }
 }

@@ -1,4 +1,5 @@
-//! The HTTP calls to Elasticsearch (reqwest): `_bulk` and the index template.
+//! The HTTP calls to Elasticsearch (reqwest): `_bulk`, the index template and the check at
+//! start, with the credentials of `[es]` (held as `Secret`s) on every call.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,22 +10,27 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
 use serde_json::Value;
+use service_kit::check::describe;
 use service_kit::readiness::Condition;
+use service_kit::secret::{Secret, SecretError};
 use tokio_util::sync::CancellationToken;
 
 use super::config::ElasticsearchConfig;
+use super::tls::{self, TlsProblem};
 use crate::metrics::StatusLabels;
 
 /// Why a request got no usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    /// No response: refused, reset, timed out.
-    #[error("request to {url} failed: {source} (is Elasticsearch up and reachable?)")]
+    /// No response: refused, reset, timed out, or TLS failed.
+    #[error("request to {url} failed: {reason}{}", transport_advice(.url, *.tls))]
     Transport {
         /// The URL, without credentials.
         url: String,
-        /// The cause.
-        source: reqwest::Error,
+        /// The cause and its causes, without the URL.
+        reason: String,
+        /// A TLS failure among the causes: the operator has to fix it.
+        tls: Option<TlsProblem>,
     },
     /// A non-2xx answer to the whole request.
     #[error("{url} answered {status}: {body}")]
@@ -49,12 +55,33 @@ pub enum RequestError {
 impl RequestError {
     /// Wraps a transport error (no response) of a request to `url`. reqwest's error
     /// carries the request URL and prints it; ours is printed instead, from a node whose
-    /// credentials were taken out, so that no error can show a password.
+    /// credentials were taken out, so that no error can show a password. reqwest's own
+    /// message is only "error sending request": its causes (refused, the TLS alert...) are
+    /// what the operator needs, so they are spelled out.
     fn transport(url: &str) -> impl FnOnce(reqwest::Error) -> RequestError + '_ {
-        move |source| RequestError::Transport {
-            url: url.to_owned(),
-            source: source.without_url(),
+        move |source| {
+            let source = source.without_url();
+            RequestError::Transport {
+                url: url.to_owned(),
+                reason: describe(&source),
+                tls: TlsProblem::of(&source),
+            }
         }
+    }
+}
+
+/// The end of a transport error's message: a TLS failure is explained by its operator
+/// hint; anything else is most often a node that is down. Real Elasticsearch closes the
+/// connection on a plaintext request to its TLS port, which looks the same: say so for
+/// `http://` nodes.
+fn transport_advice(url: &str, tls: Option<TlsProblem>) -> &'static str {
+    match tls {
+        Some(_) => "",
+        None if url.starts_with("http://") => {
+            " (is Elasticsearch up and reachable? If the node serves HTTPS, write https:// in \
+             [es] address)"
+        }
+        None => " (is Elasticsearch up and reachable?)",
     }
 }
 
@@ -68,9 +95,20 @@ impl RequestError {
     }
 
     /// What the operator must fix when Elasticsearch refuses every request this way (bad
-    /// credentials, missing privileges, wrong URL): retrying alone will not end it.
+    /// credentials, missing privileges, wrong URL, TLS settings): retrying alone will not
+    /// end it.
     pub fn operator_hint(&self) -> Option<&'static str> {
-        match self.status()? {
+        let status = match self {
+            RequestError::Transport { tls, .. } => return tls.map(TlsProblem::hint),
+            RequestError::Decode { .. } => return None,
+            RequestError::Status { status, body, .. } => {
+                if let Some(hint) = tls::front_end_hint(*status, body) {
+                    return Some(hint);
+                }
+                *status
+            }
+        };
+        match status {
             401 => {
                 Some("check [es] username/password or api_key (or the credentials in [es] address)")
             }
@@ -112,6 +150,7 @@ impl RequestError {
     /// The `status` label of `logtransfer_es_request_errors_total`: a fixed set of values.
     fn label(&self) -> &'static str {
         match self {
+            RequestError::Transport { tls: Some(_), .. } => "tls",
             RequestError::Transport { .. } => "transport",
             RequestError::Decode { .. } => "invalid_response",
             RequestError::Status { status, .. } => match status {
@@ -147,17 +186,34 @@ pub enum ServiceError {
         "[es] address {0:?} needs TLS, but this logtransfer was built without it: rebuild with `--features tls`"
     )]
     TlsUnavailable(String),
-    /// The CA file could not be used.
-    #[error("[es] tls_ca_file {path:?}: {reason}")]
-    CaFile {
+    /// A TLS file (CA, client certificate or key) could not be used.
+    #[error("[es] {key} {path:?}: {reason}")]
+    TlsFile {
+        /// The key naming it.
+        key: &'static str,
         /// The file.
         path: String,
-        /// What went wrong.
+        /// What went wrong and what to do.
         reason: String,
     },
-    /// reqwest refused the settings.
-    #[error("cannot build the HTTP client for Elasticsearch: {0}")]
-    Client(reqwest::Error),
+    /// Only one of the client certificate and its key was given.
+    #[error(
+        "[es] tls_cert_file and tls_key_file go together: set both (client certificate and its key) or neither"
+    )]
+    ClientCertificateHalf,
+    /// The API key cannot be sent in a header.
+    #[error(
+        "[es] api_key (or the file api_key_file names) holds characters an HTTP header cannot carry (a line break, a control character): give the base64 key Elasticsearch handed out"
+    )]
+    BadApiKey,
+    /// A password or API key could not be read (names the key and file, never the value).
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// reqwest refused the settings (with its causes, e.g. no CA certificate on the system).
+    #[error(
+        "cannot build the HTTP client for Elasticsearch: {0} (for https:// nodes, the system's CA certificates must be installed, e.g. Debian's ca-certificates, or [es] tls_ca_file given)"
+    )]
+    Client(String),
 }
 
 /// The result of one document in a `_bulk` response.
@@ -204,13 +260,15 @@ pub struct ElasticsearchService {
     client: reqwest::Client,
     nodes: Vec<Node>,
     next: AtomicUsize,
-    api_key: Option<String>,
-    basic: Option<(String, String)>,
+    /// `ApiKey <key>`, marked sensitive (kept out of HTTP/2 header tables and debug output).
+    api_key: Option<reqwest::header::HeaderValue>,
+    basic: Option<(String, Secret)>,
     /// Counts whole-request failures (`logtransfer_es_request_errors_total`).
     errors: Family<StatusLabels, Counter>,
-    /// The status of the operator-facing failure (401/403/404) going on, if any: one ERROR
-    /// per spell, shared by every request in flight, instead of one per retry.
-    spell: Mutex<Option<u16>>,
+    /// The kind (metric label) of the operator-facing failure (401/403/404, TLS) going on,
+    /// if any: one ERROR per spell, shared by every request in flight, instead of one per
+    /// retry.
+    spell: Mutex<Option<&'static str>>,
     /// `/ready`'s `elasticsearch` condition, set from every request's outcome.
     readiness: Option<Condition>,
     /// When the last request got an answer or failed: [`Self::keep_readiness`] pings only
@@ -304,8 +362,17 @@ impl ElasticsearchService {
         if nodes.is_empty() {
             return Err(ServiceError::NoAddress);
         }
-        #[allow(unused_mut)]
-        let mut builder = reqwest::Client::builder()
+        let api_key = Secret::from_value_or_file(
+            "[es] api_key",
+            &config.api_key,
+            std::path::Path::new(&config.api_key_file),
+        )?;
+        let password = Secret::from_value_or_file(
+            "[es] password",
+            &config.password,
+            std::path::Path::new(&config.password_file),
+        )?;
+        let builder = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.request_timeout_ms.max(1)))
             .connect_timeout(Duration::from_secs(5))
             .gzip(true);
@@ -314,31 +381,20 @@ impl ElasticsearchService {
             return Err(ServiceError::TlsUnavailable(https.url.clone()));
         }
         #[cfg(feature = "tls")]
-        {
-            if config.tls_insecure {
-                builder = builder.danger_accept_invalid_certs(true);
-            }
-            if !config.tls_ca_file.is_empty() {
-                let pem = std::fs::read(&config.tls_ca_file).map_err(|e| ServiceError::CaFile {
-                    path: config.tls_ca_file.clone(),
-                    reason: e.to_string(),
-                })?;
-                let cert =
-                    reqwest::Certificate::from_pem(&pem).map_err(|e| ServiceError::CaFile {
-                        path: config.tls_ca_file.clone(),
-                        reason: e.to_string(),
-                    })?;
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder.build().map_err(ServiceError::Client)?;
+        let builder = tls::configure(
+            builder,
+            config,
+            nodes.iter().any(|n| n.url.starts_with("https://")),
+        )?;
+        let client = builder
+            .build()
+            .map_err(|e| ServiceError::Client(describe(&e)))?;
         Ok(Self {
             client,
             nodes,
             next: AtomicUsize::new(0),
-            api_key: (!config.api_key.is_empty()).then(|| config.api_key.clone()),
-            basic: (!config.username.is_empty())
-                .then(|| (config.username.clone(), config.password.clone())),
+            api_key: api_key_header(&api_key)?,
+            basic: (!config.username.is_empty()).then(|| (config.username.clone(), password)),
             errors: Family::default(),
             spell: Mutex::new(None),
             readiness: None,
@@ -364,9 +420,9 @@ impl ElasticsearchService {
     /// long, so that `/ready` follows Elasticsearch without traffic too; while documents
     /// flow the bulk requests themselves say it, and nothing is added. Runs until `stop`.
     pub async fn keep_readiness(self: Arc<Self>, every: Duration, stop: CancellationToken) {
-        let Some(readiness) = self.readiness.clone() else {
+        if self.readiness.is_none() {
             return;
-        };
+        }
         loop {
             let silent_for = self.last_outcome.lock().elapsed();
             let wait = every
@@ -379,8 +435,16 @@ impl ElasticsearchService {
             if self.last_outcome.lock().elapsed() < every {
                 continue;
             }
-            let result = self.ping().await;
-            *self.last_outcome.lock() = Instant::now();
+            let result = self.send_get_root().await;
+            self.note_outcome(&result);
+        }
+    }
+
+    /// Notes that a request had an outcome (for [`Self::keep_readiness`]) and sets `/ready`
+    /// from it.
+    fn note_outcome<T>(&self, result: &Result<T, RequestError>) {
+        *self.last_outcome.lock() = Instant::now();
+        if let Some(readiness) = &self.readiness {
             match result {
                 Err(e) if e.is_unreachable() => {
                     readiness.set_not_ready(format!("Elasticsearch is unreachable: {e}"))
@@ -390,30 +454,24 @@ impl ElasticsearchService {
         }
     }
 
-    /// `GET /` on the next node: an answer of any status, or why there was none.
-    async fn ping(&self) -> Result<(), RequestError> {
-        let node = self.node();
-        let url = format!("{}/", node.url);
-        let resp = self
-            .auth(node, self.client.get(&url))
-            .send()
-            .await
-            .map_err(RequestError::transport(&url))?;
-        success(url, resp).await
+    /// Notes the outcome of one request (see [`Self::note_outcome`]) and counts a failure
+    /// in `logtransfer_es_request_errors_total`.
+    fn record<T>(&self, result: &Result<T, RequestError>) {
+        self.note_outcome(result);
+        if let Err(e) = result {
+            self.errors
+                .get_or_create(&StatusLabels {
+                    status: e.label().to_owned(),
+                })
+                .inc();
+        }
     }
 
-    /// Counts and reports the outcome of one request. A 401/403/404 starts a spell with
-    /// one ERROR naming the status, the node and what to check; a success ends it.
+    /// Counts and reports the outcome of one request. A 401/403/404 or a TLS failure
+    /// starts a spell with one ERROR naming the failure, the node and what to check; a
+    /// success ends it.
     fn observe<T>(&self, result: Result<T, RequestError>) -> Result<T, RequestError> {
-        *self.last_outcome.lock() = Instant::now();
-        if let Some(readiness) = &self.readiness {
-            match &result {
-                Err(e) if e.is_unreachable() => {
-                    readiness.set_not_ready(format!("Elasticsearch is unreachable: {e}"))
-                }
-                _ => readiness.set_ready(),
-            }
-        }
+        self.record(&result);
         match &result {
             Ok(_) => {
                 if self.spell.lock().take().is_some() {
@@ -421,17 +479,16 @@ impl ElasticsearchService {
                 }
             }
             Err(e) => {
-                self.errors
-                    .get_or_create(&StatusLabels {
-                        status: e.label().to_owned(),
-                    })
-                    .inc();
-                if let (Some(status), Some(hint)) = (e.status(), e.operator_hint()) {
+                if let Some(hint) = e.operator_hint() {
+                    let kind = e.label();
                     let mut spell = self.spell.lock();
-                    if *spell != Some(status) {
-                        *spell = Some(status);
+                    if *spell != Some(kind) {
+                        *spell = Some(kind);
+                        let what = e
+                            .status()
+                            .map_or("a TLS failure".to_owned(), |s| s.to_string());
                         log::error!(
-                            "Elasticsearch refuses every request with {status}: {e}; {hint}. \
+                            "Elasticsearch refuses every request with {what}: {e}; {hint}. \
                              Retrying with backoff until it accepts (nothing is lost, \
                              consumption waits)"
                         );
@@ -451,9 +508,9 @@ impl ElasticsearchService {
     /// in the node's address.
     fn auth(&self, node: &Node, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         if let Some(key) = &self.api_key {
-            req.header("Authorization", format!("ApiKey {key}"))
+            req.header(reqwest::header::AUTHORIZATION, key.clone())
         } else if let Some((user, pass)) = &self.basic {
-            req.basic_auth(user, Some(pass))
+            req.basic_auth(user, Some(pass.expose()))
         } else if let Some((user, pass)) = &node.basic {
             req.basic_auth(user, pass.as_ref())
         } else {
@@ -499,9 +556,34 @@ impl ElasticsearchService {
         })
     }
 
-    /// `PUT {path}` with a JSON body; any 2xx is success.
-    pub async fn put_json(&self, path: &str, body: &Value) -> Result<(), RequestError> {
-        self.observe(self.send_put_json(path, body).await)
+    /// `GET /` at start: whether the node lets us in (when no template is installed). Any
+    /// 2xx is success. Counted and noted for `/ready`, not reported: the caller decides
+    /// whether the start stops.
+    pub async fn ping_at_start(&self) -> Result<(), RequestError> {
+        let result = self.send_get_root().await;
+        self.record(&result);
+        result
+    }
+
+    /// `GET /` on the next node (also the idle ping of [`Self::keep_readiness`]).
+    async fn send_get_root(&self) -> Result<(), RequestError> {
+        let node = self.node();
+        let url = format!("{}/", node.url);
+        let resp = self
+            .auth(node, self.client.get(&url))
+            .send()
+            .await
+            .map_err(RequestError::transport(&url))?;
+        success(url, resp).await
+    }
+
+    /// `PUT {path}` with a JSON body at start (the ILM policy, the index template); any
+    /// 2xx is success. Counted and noted for `/ready`, not reported: the caller decides
+    /// whether the start stops.
+    pub async fn put_json_at_start(&self, path: &str, body: &Value) -> Result<(), RequestError> {
+        let result = self.send_put_json(path, body).await;
+        self.record(&result);
+        result
     }
 
     async fn send_put_json(&self, path: &str, body: &Value) -> Result<(), RequestError> {
@@ -558,7 +640,18 @@ impl ElasticsearchService {
     }
 }
 
-/// `Ok` for a 2xx answer to `url`; else its status and the start of its body.
+/// The `Authorization` value for `key` (none when empty), sensitive like basic_auth's.
+fn api_key_header(key: &Secret) -> Result<Option<reqwest::header::HeaderValue>, ServiceError> {
+    if key.is_empty() {
+        return Ok(None);
+    }
+    let mut value = reqwest::header::HeaderValue::try_from(format!("ApiKey {}", key.expose()))
+        .map_err(|_| ServiceError::BadApiKey)?;
+    value.set_sensitive(true);
+    Ok(Some(value))
+}
+
+/// Success for a 2xx answer; the status and the start of the body otherwise.
 async fn success(url: String, resp: reqwest::Response) -> Result<(), RequestError> {
     let status = resp.status().as_u16();
     if (200..300).contains(&status) {
@@ -572,9 +665,11 @@ async fn success(url: String, resp: reqwest::Response) -> Result<(), RequestErro
     })
 }
 
+/// The start of a response body for a message, on one line (a proxy's HTML error page
+/// spans many).
 fn truncate(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]);
-    text.into_owned()
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -627,7 +722,7 @@ mod tests {
     async fn api_key_wins_over_basic_auth_and_basic_auth_is_sent() {
         let basic = ElasticsearchConfig {
             username: "elastic".into(),
-            password: "changeme".into(),
+            password: Secret::new("changeme"),
             ..Default::default()
         };
         // base64("elastic:changeme")
@@ -636,7 +731,7 @@ mod tests {
             "basic zwxhc3rpyzpjagfuz2vtzq=="
         );
         let key = ElasticsearchConfig {
-            api_key: "aWQ6a2V5".into(),
+            api_key: Secret::new("aWQ6a2V5"),
             ..basic
         };
         assert_eq!(auth_header(key).await, "apikey awq6a2v5");
@@ -682,6 +777,65 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(!bad.contains("secret"), "{bad}");
+    }
+
+    #[test]
+    fn bad_secret_and_tls_settings_fail_at_build_naming_the_key_never_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem").display().to_string();
+        let error = |config: ElasticsearchConfig| {
+            ElasticsearchService::new(&ElasticsearchConfig {
+                address: "https://127.0.0.1:9200".into(),
+                ..config
+            })
+            .unwrap_err()
+            .to_string()
+        };
+        let both = error(ElasticsearchConfig {
+            password: Secret::new("hunter2"),
+            password_file: missing.clone(),
+            ..Default::default()
+        });
+        assert!(
+            both.contains("[es] password") && !both.contains("hunter2"),
+            "{both}"
+        );
+        let unreadable = error(ElasticsearchConfig {
+            api_key_file: missing.clone(),
+            ..Default::default()
+        });
+        assert!(
+            unreadable.contains("api_key_file") && unreadable.contains(&missing),
+            "{unreadable}"
+        );
+        #[cfg(feature = "tls")]
+        {
+            let ca = error(ElasticsearchConfig {
+                tls_ca_file: missing.clone(),
+                ..Default::default()
+            });
+            assert!(ca.contains("tls_ca_file") && ca.contains(&missing), "{ca}");
+            let half = error(ElasticsearchConfig {
+                tls_cert_file: missing.clone(),
+                ..Default::default()
+            });
+            assert!(half.contains("tls_key_file"), "{half}");
+            let not_pem = dir.path().join("not.pem");
+            std::fs::write(&not_pem, "not a certificate\n").unwrap();
+            let ca = error(ElasticsearchConfig {
+                tls_ca_file: not_pem.display().to_string(),
+                ..Default::default()
+            });
+            assert!(ca.contains("no PEM certificate"), "{ca}");
+        }
+        let newline = error(ElasticsearchConfig {
+            api_key: Secret::new("abc\ndef"),
+            ..Default::default()
+        });
+        assert!(
+            newline.contains("api_key") && !newline.contains("abc"),
+            "{newline}"
+        );
     }
 
     #[test]

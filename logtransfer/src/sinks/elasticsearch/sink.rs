@@ -185,7 +185,7 @@ async fn settle(ctx: &SinkContext, slots: &Slots, slot: OwnedSemaphorePermit, ba
             }
             Err(e) => {
                 outcome(ctx, "failed");
-                match request_action(e.status()) {
+                match request_action(e.status(), e.operator_hint().is_some()) {
                     RequestAction::Split if batch.len() > 1 => {
                         log::warn!(
                             "_bulk of {} documents refused ({e}); splitting it to find the culprit",

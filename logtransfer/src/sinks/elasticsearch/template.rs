@@ -1,6 +1,9 @@
 //! What is installed on start: the index template (ECS-compatible mappings for every index
 //! or data stream the `[es] index` name template can produce) and, for data streams, an
-//! optional ILM lifecycle policy; and their installation.
+//! optional ILM lifecycle policy; and their installation. That installation (or, without
+//! it, a `GET /`) is logtransfer's first request: a refusal that retrying cannot end (wrong
+//! credentials, TLS settings, a body Elasticsearch does not take) stops the start with what
+//! to fix, before anything is consumed, instead of a retry loop.
 //!
 //! Written from the Elasticsearch reference (composable `_index_template` with
 //! `data_stream: {}`, `_ilm/policy`), not tried against a live Elasticsearch here: the ES
@@ -22,7 +25,8 @@ use super::config::ElasticsearchConfig;
 use super::encoder::IndexName;
 use super::service::{ElasticsearchService, RequestError};
 
-/// The configuration cannot work, or Elasticsearch refused what must be installed.
+/// What stops the start: the configuration cannot work, or Elasticsearch refused the first
+/// requests for a reason retrying will not end.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     /// A data stream name that changes with time.
@@ -42,7 +46,7 @@ pub enum TemplateError {
         policy: String,
     },
     /// Elasticsearch refused the template or the policy (not "not up yet", which is retried).
-    #[error("cannot install {what}: {source}; {hint}")]
+    #[error("cannot install {what}: {source}; {hint}. Not starting: fix [es] and start again")]
     Refused {
         /// `index template "logtransfer" (pattern logs-*-default)`, `lifecycle policy "..."`.
         what: String,
@@ -50,6 +54,17 @@ pub enum TemplateError {
         source: Box<RequestError>,
         /// What to check.
         hint: String,
+    },
+    /// Without a template to install, the `GET /` at start was refused for a reason
+    /// retrying will not end: wrong credentials or TLS settings.
+    #[error(
+        "Elasticsearch refused logtransfer's first request: {source}; {hint}. Not starting: fix [es] and start again"
+    )]
+    AccessRefused {
+        /// The failure (names the node, without credentials).
+        source: Box<RequestError>,
+        /// What to check.
+        hint: &'static str,
     },
 }
 
@@ -203,8 +218,9 @@ pub fn index_template(pattern: &str) -> Value {
 
 /// Installs `steps` in order, retrying while Elasticsearch is not up yet (no answer, 408,
 /// 429, 5xx). A refusal (any other status: a body Elasticsearch does not take, a priority
-/// clash, missing privileges, an API the cluster does not have) is an error at once: it
-/// will not end by itself. `Ok(false)` when `stop` fired first.
+/// clash, wrong credentials, missing privileges, an API the cluster does not have) or a TLS
+/// failure is an error at once: it will not end by itself. `Ok(false)` when `stop` fired
+/// first.
 pub async fn install(
     service: &ElasticsearchService,
     steps: &[Install],
@@ -213,7 +229,7 @@ pub async fn install(
     for step in steps {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
-            let e = match service.put_json(&step.path, &step.body).await {
+            let e = match service.put_json_at_start(&step.path, &step.body).await {
                 Ok(()) => {
                     log::info!("{} installed", step.what);
                     break;
@@ -242,11 +258,39 @@ pub async fn install(
     Ok(true)
 }
 
-/// Elasticsearch not up or overloaded: worth waiting for.
+/// Elasticsearch not up or overloaded: worth waiting for. A TLS failure is not: the
+/// settings on one side must change.
 fn is_transient(e: &RequestError) -> bool {
-    match e.status() {
-        None => matches!(e, RequestError::Transport { .. }),
-        Some(status) => status == 408 || status == 429 || status >= 500,
+    match e {
+        RequestError::Transport { tls, .. } => tls.is_none(),
+        RequestError::Status { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+        RequestError::Decode { .. } => false,
+    }
+}
+
+/// The check at start without a template to install: one `GET /`. Only wrong credentials
+/// (401) and TLS failures stop the start; anything else (the node not up yet, no `monitor`
+/// privilege, which a writer may well lack: 403) is left to the `_bulk` requests, which
+/// retry.
+pub async fn check_access(service: &ElasticsearchService) -> Result<(), TemplateError> {
+    let error = match service.ping_at_start().await {
+        Ok(()) => {
+            log::info!("Elasticsearch accepts logtransfer's credentials");
+            return Ok(());
+        }
+        Err(error) => error,
+    };
+    match error.operator_hint() {
+        Some(hint) if !matches!(error.status(), Some(403 | 404)) => {
+            Err(TemplateError::AccessRefused {
+                source: Box::new(error),
+                hint,
+            })
+        }
+        _ => {
+            log::warn!("cannot check Elasticsearch at start: {error}; going on");
+            Ok(())
+        }
     }
 }
 

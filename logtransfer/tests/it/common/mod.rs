@@ -75,6 +75,25 @@ pub fn agent_message(
     .unwrap()
 }
 
+/// `n` logagent-shaped records of one file (`h:/f`) dated `day`, messages `"{prefix} {i}"`.
+pub fn agent_batch(day: &str, prefix: &str, n: usize) -> Vec<(String, Vec<u8>, Option<i64>)> {
+    (0..n)
+        .map(|i| {
+            (
+                "h:/f".to_string(),
+                agent_message(
+                    &format!("{day}T08:00:00Z"),
+                    &format!("{prefix} {i}"),
+                    "h",
+                    "/f",
+                    i as u64,
+                ),
+                None,
+            )
+        })
+        .collect()
+}
+
 /// A logger JSON line (ecs-logging layout).
 pub fn logger_line(
     timestamp: &str,
