@@ -3,7 +3,9 @@
 //! does not speak TLS) apart from "Elasticsearch is down", so that the operator is told
 //! what to fix instead of watching retries.
 
+#[cfg(feature = "tls")]
 use super::config::ElasticsearchConfig;
+#[cfg(feature = "tls")]
 use super::service::ServiceError;
 
 /// Applies `[es] tls_ca_file`, `tls_cert_file`/`tls_key_file` and `tls_insecure` to the
