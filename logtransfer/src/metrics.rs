@@ -48,7 +48,7 @@ pub struct OutcomeLabels {
 }
 
 /// Labels of whole-request Elasticsearch failures: `status` is one of a fixed set
-/// (`400 401 403 404 413 429 4xx 5xx transport invalid_response`), so cardinality is bounded.
+/// (`400 401 403 404 413 429 4xx 5xx transport tls invalid_response`), so cardinality is bounded.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     /// The bucketed HTTP status, or why there was none.

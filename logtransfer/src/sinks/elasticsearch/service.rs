@@ -183,7 +183,7 @@ pub enum ServiceError {
     },
     /// HTTPS asked for in a build without TLS.
     #[error(
-        "[es] address {0:?} needs TLS, but this logtransfer was built without it: rebuild with `--features tls`"
+        "[es] address {0:?} needs TLS, but this logtransfer was built without it: rebuild with the default features (the `tls` feature)"
     )]
     TlsUnavailable(String),
     /// A TLS file (CA, client certificate or key) could not be used.
