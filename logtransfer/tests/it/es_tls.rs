@@ -183,6 +183,11 @@ fn a_wrong_password_or_api_key_stops_the_start_naming_the_node_and_the_keys() {
             format!("username = {USER}\npassword = {PASSWORD}"),
         ),
         ("wrongkey", format!("api_key = {API_KEY}")),
+        // Without a template to install, the check at start is a `GET /`.
+        (
+            "wrongpwping",
+            format!("username = {USER}\npassword = {PASSWORD}\ninstall_template = false"),
+        ),
     ] {
         let settings = format!(
             "address = {}\n{credentials}\ntls_ca_file = {}",
