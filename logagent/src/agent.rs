@@ -11,6 +11,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use service_kit::background::Background;
 use service_kit::etcd::{EtcdError, EtcdSecurityError, KeyUpdate, KeyWatcher};
+use service_kit::kafka::BrokerCheck;
 use service_kit::readiness::Readiness;
 use service_kit::shutdown::Shutdown;
 use tokio::sync::mpsc;
@@ -234,6 +235,26 @@ pub async fn start(config: LocalConfig, shutdown: Shutdown) -> Result<RunningAge
         )?
         .with_readiness(kafka_ready),
     );
+    // On a blocking thread: the check waits on librdkafka, not on the runtime.
+    let check = {
+        let sink = Arc::clone(&sink);
+        tokio::task::spawn_blocking(move || {
+            sink.check_brokers(service_kit::kafka::STARTUP_CHECK_TIMEOUT)
+        })
+        .await
+        .map_err(|e| AgentError::Panicked(e.to_string()))??
+    };
+    match check {
+        BrokerCheck::Reachable => log::info!(
+            "Kafka brokers {} answered ([kafka] security_protocol = {})",
+            config.kafka.brokers(),
+            config.kafka.security.security_protocol
+        ),
+        BrokerCheck::Unreachable(why) => log::warn!(
+            "Kafka brokers {} not reachable yet ({why}); lines wait for them",
+            config.kafka.brokers()
+        ),
+    }
     let host = config.agent.host_name();
     let chunks =
         ChunkPool::with_message_limit(config.agent.worker_threads, config.kafka.message_max_bytes);

@@ -13,6 +13,7 @@ use service_kit::etcd::{EtcdSecurity, EtcdSecurityError, EtcdTarget, Spelling};
 use crate::sources::file::reads::BlockingReads;
 use service_kit::daemon::DaemonConfig;
 pub use service_kit::daemon::LogConfig;
+pub use service_kit::kafka::KafkaSecurity;
 
 /// Prefix of the environment overrides (`LOGAGENT_KAFKA_ADDRESS`, `LOGAGENT_LOG_LEVEL`, ...).
 pub const ENV_PREFIX: &str = "LOGAGENT";
@@ -37,35 +38,37 @@ impl DaemonConfig for LocalConfig {
     }
 }
 
-/// `[kafka]`: the brokers lines are produced to.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaConfig {
-    /// Comma-separated bootstrap brokers, `host:port`.
-    pub address: String,
-    /// Lines read but not yet acknowledged by Kafka, across all files. When this many are in
-    /// flight reading pauses (nothing is dropped), so it bounds the agent's memory.
-    pub chan_size: usize,
-    /// Producer compression codec: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
-    pub compression: String,
-    /// Extra time librdkafka waits to fill a batch, in milliseconds.
-    #[serde(deserialize_with = "service_kit::duration::millis")]
-    pub linger_ms: u64,
-    /// Message bytes read but not yet acknowledged, in KiB, across all files. Like
-    /// `chan_size` reaching it pauses reading (nothing is dropped); it is what bounds the
-    /// agent's memory while the broker is slower than the files grow.
-    pub queue_max_kbytes: u64,
-    /// Largest message the producer sends, in bytes (librdkafka's `message.max.bytes`).
-    /// A line whose JSON message would be larger (escaping can double a line) has its
-    /// `message` cut to fit and is marked truncated; keep it at or below the broker's
-    /// `message.max.bytes` (topic `max.message.bytes`).
-    pub message_max_bytes: usize,
-    /// Also send each line's event id as the Kafka header `event.id` (it is always in the
-    /// message as `event.id`, which is where logtransfer finds it). Off by default: a
-    /// librdkafka header costs about 1.5 µs of CPU per message, which took the agent from
-    /// 1.0x to 0.63x of a raw producer in docs/BENCHMARKS.md. Turn it on for consumers that
-    /// dedupe on headers without parsing the value.
-    pub event_id_header: bool,
+service_kit::kafka::kafka_section! {
+    /// `[kafka]`: the brokers lines are produced to, and how (TLS, SASL: the keys of
+    /// `service_kit::kafka::KafkaSecurity`, in this same section).
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct KafkaConfig {
+        /// Comma-separated bootstrap brokers, `host:port`.
+        pub address: String,
+        /// Lines read but not yet acknowledged by Kafka, across all files. When this many are in
+        /// flight reading pauses (nothing is dropped), so it bounds the agent's memory.
+        pub chan_size: usize,
+        /// Producer compression codec: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+        pub compression: String,
+        /// Extra time librdkafka waits to fill a batch, in milliseconds.
+        #[serde(deserialize_with = "service_kit::duration::millis")]
+        pub linger_ms: u64,
+        /// Message bytes read but not yet acknowledged, in KiB, across all files. Like
+        /// `chan_size` reaching it pauses reading (nothing is dropped); it is what bounds the
+        /// agent's memory while the broker is slower than the files grow.
+        pub queue_max_kbytes: u64,
+        /// Largest message the producer sends, in bytes (librdkafka's `message.max.bytes`).
+        /// A line whose JSON message would be larger (escaping can double a line) has its
+        /// `message` cut to fit and is marked truncated; keep it at or below the broker's
+        /// `message.max.bytes` (topic `max.message.bytes`).
+        pub message_max_bytes: usize,
+        /// Also send each line's event id as the Kafka header `event.id` (it is always in the
+        /// message as `event.id`, which is where logtransfer finds it). Off by default: a
+        /// librdkafka header costs about 1.5 µs of CPU per message, which took the agent from
+        /// 1.0x to 0.63x of a raw producer in docs/BENCHMARKS.md. Turn it on for consumers that
+        /// dedupe on headers without parsing the value.
+        pub event_id_header: bool,
+    }
 }
 
 impl Default for KafkaConfig {
@@ -78,6 +81,7 @@ impl Default for KafkaConfig {
             queue_max_kbytes: 4 * 1024,
             message_max_bytes: 8 * 1024 * 1024,
             event_id_header: false,
+            security: KafkaSecurity::default(),
         }
     }
 }
@@ -298,6 +302,38 @@ mod tests {
         );
     }
 
+    /// The TLS/SASL keys and the `librdkafka_options` table load from INI and TOML through
+    /// the daemons' loader (text values, dotted property names), and Debug hides secrets.
+    #[test]
+    fn kafka_security_keys_and_librdkafka_options_load_from_ini_and_toml() {
+        let ini = "[kafka]\nsecurity_protocol = sasl_ssl\nsasl_mechanism = SCRAM-SHA-256\n\
+                   sasl_username = agent\nsasl_password = pw-in-ini-77\n\
+                   [kafka.librdkafka_options]\nclient.id = web-1\nsocket.keepalive.enable = true\n";
+        let toml = "[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-256\"\n\
+                    sasl_username = \"agent\"\nsasl_password = \"pw-in-ini-77\"\n\
+                    [kafka.librdkafka_options]\n\"client.id\" = \"web-1\"\nsocket.keepalive.enable = true\n";
+        let from_ini: LocalConfig = load_str(ini, ConfigFormat::Ini, None).unwrap();
+        let from_toml: LocalConfig = load_str(toml, ConfigFormat::Toml, None).unwrap();
+        assert_eq!(from_ini, from_toml);
+        let security = &from_ini.kafka.security;
+        assert_eq!(security.sasl_password.expose(), "pw-in-ini-77");
+        let options: Vec<(&str, &str)> = security
+            .librdkafka_options
+            .0
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            options,
+            vec![("client.id", "web-1"), ("socket.keepalive.enable", "true")]
+        );
+        let shown = format!("{from_ini:?}");
+        assert!(
+            !shown.contains("pw-in-ini-77") && shown.contains("web-1"),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn the_etcd_security_keys_load_from_ini_toml_and_the_environment_and_never_print() {
         let ini: LocalConfig = load_str(
@@ -356,13 +392,15 @@ mod tests {
     #[test]
     fn duration_keys_take_units_and_bare_numbers_keep_their_old_unit() {
         let old: LocalConfig = load_str(
-            "[etcd]\ntimeout = 7\n[agent]\npoll_interval_ms = 250\nflush_timeout = 60\n",
+            "[etcd]\ntimeout = 7\n[agent]\npoll_interval_ms = 250\nflush_timeout = 60\n\
+             [kafka]\nlinger_ms = 20\n",
             ConfigFormat::Ini,
             None,
         )
         .unwrap();
         let new: LocalConfig = load_str(
-            "[etcd]\ntimeout = \"7s\"\n[agent]\npoll_interval_ms = \"250ms\"\nflush_timeout = \"1m\"\n",
+            "[etcd]\ntimeout = \"7s\"\n[agent]\npoll_interval_ms = \"250ms\"\nflush_timeout = \"1m\"\n\
+             [kafka]\nlinger_ms = \"20ms\"\n",
             ConfigFormat::Toml,
             None,
         )
@@ -373,6 +411,8 @@ mod tests {
             (new.agent.poll_interval_ms, new.agent.flush_timeout),
             (250, 60)
         );
+        // Inside `kafka_section!`: the field's serde attribute still applies.
+        assert_eq!(new.kafka.linger_ms, 20);
     }
 
     #[test]

@@ -317,11 +317,9 @@ fn build_slot(
         not_kafka && oc.on_full != defaults.on_full,
         "kafka",
     )?;
-    reject(
-        "properties",
-        not_kafka && !oc.properties.is_empty(),
-        "kafka",
-    )?;
+    if let Some(security_key) = oc.security.first_key_set() {
+        reject(security_key, not_kafka, "kafka")?;
+    }
     let tz = oc.timezone.unwrap_or(default_tz);
     let mut color = false;
     let output: Box<dyn Output> = match oc.kind {
@@ -448,11 +446,15 @@ fn build_kafka(
         buffer_messages: oc.buffer_messages,
         message_timeout: timeout,
         spill_path: spill,
-        properties: oc.properties.clone(),
+        security: oc.security.clone(),
     };
     use crate::outputs::kafka::{KafkaOutput, KafkaOutputError};
     let out = KafkaOutput::new(settings, on_error).map_err(|e| match e {
         KafkaOutputError::Producer(e) => InitError::Kafka {
+            output: name.to_string(),
+            reason: e.to_string(),
+        },
+        KafkaOutputError::Security(e) => InitError::Kafka {
             output: name.to_string(),
             reason: e.to_string(),
         },
@@ -599,9 +601,19 @@ impl OutputConfig {
         self
     }
 
-    /// Kafka: a librdkafka property.
+    /// Kafka: a librdkafka property (`librdkafka_options`).
     pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.properties.insert(key.into(), value.into());
+        self.security
+            .librdkafka_options
+            .0
+            .insert(key.into(), value.into());
+        self
+    }
+
+    /// Kafka: TLS and SASL (`security_protocol`, `sasl_*`, `tls_*`), and the
+    /// `librdkafka_options`.
+    pub fn kafka_security(mut self, security: crate::config::KafkaSecurity) -> Self {
+        self.security = security;
         self
     }
 }

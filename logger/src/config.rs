@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use conf_file::ConfigFormat;
+pub use secure_transport::kafka::KafkaSecurity;
 use serde::Deserialize;
 
 use crate::format::TimeZoneKind;
@@ -162,52 +163,53 @@ pub enum KafkaOverflow {
     Spill,
 }
 
-/// One output. Keys that do not apply to its `kind` are rejected.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OutputConfig {
-    /// `console` (default), `file` or `kafka`.
-    pub kind: OutputKind,
-    /// Least level this output writes (on top of the global spec). Default `trace`
-    /// (everything the global spec lets through).
-    pub level: String,
-    /// `pattern` (default) or `json`.
-    pub format: FormatKind,
-    /// Pattern for `format = "pattern"`; placeholders `{time} {level} {file} {line}
-    /// {module} {function} {thread} {thread_id} {message} {fields} {pid}`.
-    /// Default: `{time} {level} [{thread}] {module} {file}:{line} {function}: {message}{fields}`.
-    pub pattern: Option<String>,
-    /// Time zone of this output's timestamps; default: the top-level `timezone`.
-    pub timezone: Option<TimeZoneKind>,
-    /// Console: `stderr` (default) or `stdout`.
-    pub stream: Stream,
-    /// Console: colour levels `auto` (default: only on a terminal), `always`, `never`.
-    pub color: ColorMode,
-    /// File: path of the live file (required). Its directory is created if missing.
-    pub path: Option<PathBuf>,
-    /// File: bytes buffered before a write. Default `"64KiB"`.
-    pub buffer_size: String,
-    /// File: rotation and retention; no trigger set means the file grows forever.
-    pub rotation: RotationConfig,
-    /// Kafka: bootstrap servers, `host:port[,host:port]` (required).
-    pub brokers: Option<String>,
-    /// Kafka: topic (required).
-    pub topic: Option<String>,
-    /// Kafka: messages buffered in the producer while the broker is slow or down.
-    /// Default 100000.
-    pub buffer_messages: usize,
-    /// Kafka: `drop` (default, counted) or `spill` to `spill_path` when the buffer is full.
-    pub on_full: KafkaOverflow,
-    /// Kafka: fallback file for `on_full = "spill"`.
-    pub spill_path: Option<PathBuf>,
-    /// Kafka: how long a buffered message is retried before it counts as a delivery
-    /// error: a duration, or `"none"` (default): retried until the broker takes it,
-    /// however long it is away (librdkafka's `message.timeout.ms = 0`); the buffer bound
-    /// (`buffer_messages`, `on_full`) still applies.
-    pub message_timeout: String,
-    /// Kafka: extra librdkafka properties (`"compression.type" = "lz4"`).
-    #[serde(deserialize_with = "string_map")]
-    pub properties: BTreeMap<String, String>,
+secure_transport::kafka_section! {
+    /// One output. Keys that do not apply to its `kind` are rejected. A Kafka output also takes
+    /// the TLS and SASL keys every Kafka client of the platform has (`security_protocol`,
+    /// `sasl_*`, `tls_*`, and `librdkafka_options` for any other librdkafka property:
+    /// [`KafkaSecurity`]).
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct OutputConfig {
+        /// `console` (default), `file` or `kafka`.
+        pub kind: OutputKind,
+        /// Least level this output writes (on top of the global spec). Default `trace`
+        /// (everything the global spec lets through).
+        pub level: String,
+        /// `pattern` (default) or `json`.
+        pub format: FormatKind,
+        /// Pattern for `format = "pattern"`; placeholders `{time} {level} {file} {line}
+        /// {module} {function} {thread} {thread_id} {message} {fields} {pid}`.
+        /// Default: `{time} {level} [{thread}] {module} {file}:{line} {function}: {message}{fields}`.
+        pub pattern: Option<String>,
+        /// Time zone of this output's timestamps; default: the top-level `timezone`.
+        pub timezone: Option<TimeZoneKind>,
+        /// Console: `stderr` (default) or `stdout`.
+        pub stream: Stream,
+        /// Console: colour levels `auto` (default: only on a terminal), `always`, `never`.
+        pub color: ColorMode,
+        /// File: path of the live file (required). Its directory is created if missing.
+        pub path: Option<PathBuf>,
+        /// File: bytes buffered before a write. Default `"64KiB"`.
+        pub buffer_size: String,
+        /// File: rotation and retention; no trigger set means the file grows forever.
+        pub rotation: RotationConfig,
+        /// Kafka: bootstrap servers, `host:port[,host:port]` (required).
+        pub brokers: Option<String>,
+        /// Kafka: topic (required).
+        pub topic: Option<String>,
+        /// Kafka: messages buffered in the producer while the broker is slow or down.
+        /// Default 100000.
+        pub buffer_messages: usize,
+        /// Kafka: `drop` (default, counted) or `spill` to `spill_path` when the buffer is full.
+        pub on_full: KafkaOverflow,
+        /// Kafka: fallback file for `on_full = "spill"`.
+        pub spill_path: Option<PathBuf>,
+        /// Kafka: how long a buffered message is retried before it counts as a delivery
+        /// error: a duration, or `"none"` (default): retried until the broker takes it,
+        /// however long it is away (librdkafka's `message.timeout.ms = 0`); the buffer bound
+        /// (`buffer_messages`, `on_full`) still applies.
+        pub message_timeout: String,
+    }
 }
 
 impl Default for OutputConfig {
@@ -229,7 +231,7 @@ impl Default for OutputConfig {
             on_full: KafkaOverflow::Drop,
             spill_path: None,
             message_timeout: "none".into(),
-            properties: BTreeMap::new(),
+            security: KafkaSecurity::default(),
         }
     }
 }
@@ -252,31 +254,6 @@ pub struct RotationConfig {
     pub max_age: Option<String>,
     /// Gzip rotated files in the background. Default `false`.
     pub gzip: bool,
-}
-
-fn string_map<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        S(String),
-        I(i64),
-        F(f64),
-        B(bool),
-    }
-    let m = BTreeMap::<String, Scalar>::deserialize(d)?;
-    Ok(m.into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Scalar::S(s) => s,
-                Scalar::I(i) => i.to_string(),
-                Scalar::F(f) => f.to_string(),
-                Scalar::B(b) => b.to_string(),
-            };
-            (k, v)
-        })
-        .collect())
 }
 
 impl LoggerConfig {

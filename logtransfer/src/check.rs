@@ -53,7 +53,11 @@ pub async fn check(config: &Config, scope: CheckScope) -> CheckReport {
     );
     report.record(
         "[transfer] dead_letter_topic",
-        DeadLetter::new(&config.kafka.address, &config.transfer.dead_letter_topic),
+        DeadLetter::new(
+            &config.kafka.address,
+            &config.kafka.security,
+            &config.transfer.dead_letter_topic,
+        ),
         |_| format!("producer for {:?}", config.transfer.dead_letter_topic),
     );
     let metrics_address = config.transfer.metrics_address.trim();

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use service_kit::daemon::DaemonConfig;
 pub use service_kit::daemon::LogConfig;
 use service_kit::etcd::{EtcdSecurity, EtcdSecurityError, EtcdTarget, Spelling};
+pub use service_kit::kafka::KafkaSecurity;
 
 pub use crate::sinks::elasticsearch::config::{BatchConfig, ElasticsearchConfig};
 
@@ -40,38 +41,41 @@ impl DaemonConfig for Config {
     }
 }
 
-/// `[kafka]`: the consumer group.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaConfig {
-    /// Bootstrap brokers, comma-separated `host:port`.
-    pub address: String,
-    /// Consumer group; every logtransfer of one deployment shares it so that partitions
-    /// are split between them.
-    pub group_id: String,
-    /// Topics to consume, comma-separated. Ignored when `[etcd]` is configured.
-    pub topics: String,
-    /// How long the broker waits for a silent member before giving its partitions to
-    /// another one (after a crash, partitions stay unowned this long).
-    #[serde(deserialize_with = "service_kit::duration::millis")]
-    pub session_timeout_ms: u64,
-    /// Upper bound of what librdkafka prefetches per partition while we are busy, in KiB:
-    /// part of the memory bound while Elasticsearch is down.
-    pub fetch_queue_kbytes: u64,
-    /// How long the broker may hold a fetch that finds no new record (librdkafka's
-    /// `fetch.wait.max.ms`, 500 there). Kafka answers as soon as a record arrives, but a
-    /// broker that does not (tansu, in the tests and the demo) holds every fetch this long:
-    /// up to this much latency per record. Lower costs idle fetch requests (10 a second
-    /// per broker at 100).
-    pub fetch_wait_max_ms: u64,
-    /// How often the acknowledged offsets are committed.
-    #[serde(deserialize_with = "service_kit::duration::millis")]
-    pub commit_interval_ms: u64,
-    /// Records of one partition read and not yet committable (acknowledged ones waiting
-    /// behind an unsettled one included) beyond which fetching that partition pauses until
-    /// half of them are settled: bounds the memory a record stuck in per-item retry makes
-    /// the partition hold (the rest of the partition flows past it). Nothing is dropped.
-    pub max_pending_per_partition: usize,
+service_kit::kafka::kafka_section! {
+    /// `[kafka]`: the consumer group, and how it talks to the brokers (TLS, SASL: the keys of
+    /// `service_kit::kafka::KafkaSecurity`, in this same section; the dead-letter producer
+    /// uses them too).
+    #[derive(Debug, Clone)]
+    pub struct KafkaConfig {
+        /// Bootstrap brokers, comma-separated `host:port`.
+        pub address: String,
+        /// Consumer group; every logtransfer of one deployment shares it so that partitions
+        /// are split between them.
+        pub group_id: String,
+        /// Topics to consume, comma-separated. Ignored when `[etcd]` is configured.
+        pub topics: String,
+        /// How long the broker waits for a silent member before giving its partitions to
+        /// another one (after a crash, partitions stay unowned this long).
+        #[serde(deserialize_with = "service_kit::duration::millis")]
+        pub session_timeout_ms: u64,
+        /// Upper bound of what librdkafka prefetches per partition while we are busy, in KiB:
+        /// part of the memory bound while Elasticsearch is down.
+        pub fetch_queue_kbytes: u64,
+        /// How long the broker may hold a fetch that finds no new record (librdkafka's
+        /// `fetch.wait.max.ms`, 500 there). Kafka answers as soon as a record arrives, but a
+        /// broker that does not (tansu, in the tests and the demo) holds every fetch this long:
+        /// up to this much latency per record. Lower costs idle fetch requests (10 a second
+        /// per broker at 100).
+        pub fetch_wait_max_ms: u64,
+        /// How often the acknowledged offsets are committed.
+        #[serde(deserialize_with = "service_kit::duration::millis")]
+        pub commit_interval_ms: u64,
+        /// Records of one partition read and not yet committable (acknowledged ones waiting
+        /// behind an unsettled one included) beyond which fetching that partition pauses until
+        /// half of them are settled: bounds the memory a record stuck in per-item retry makes
+        /// the partition hold (the rest of the partition flows past it). Nothing is dropped.
+        pub max_pending_per_partition: usize,
+    }
 }
 
 impl Default for KafkaConfig {
@@ -85,6 +89,7 @@ impl Default for KafkaConfig {
             fetch_wait_max_ms: 100,
             commit_interval_ms: 1_000,
             max_pending_per_partition: 50_000,
+            security: KafkaSecurity::default(),
         }
     }
 }

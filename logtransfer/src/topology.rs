@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use service_kit::etcd::KeyWatcher;
+use service_kit::kafka::BrokerCheck;
 use service_kit::readiness::Readiness;
 use service_kit::shutdown::Shutdown;
 use tokio::sync::{mpsc, watch};
@@ -72,6 +73,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     }
     let dead_letter = Arc::new(DeadLetter::new(
         &config.kafka.address,
+        &config.kafka.security,
         &config.transfer.dead_letter_topic,
     )?);
 
@@ -97,6 +99,27 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let tracker = Arc::new(OffsetTracker::default());
     let source = KafkaSource::new(&config.kafka, tracker.clone(), metrics.clone())?
         .with_readiness(kafka_ready);
+    // A refused TLS handshake or SASL login stops the start here (the dead-letter producer
+    // uses the same brokers and `[kafka]` keys), instead of a consumer that retries in
+    // silence. On a blocking thread: the check waits on librdkafka.
+    let checker = source.broker_checker();
+    match tokio::task::spawn_blocking(move || {
+        checker.check(service_kit::kafka::STARTUP_CHECK_TIMEOUT)
+    })
+    .await
+    {
+        Ok(Ok(BrokerCheck::Reachable)) => log::info!(
+            "Kafka brokers {} answered ([kafka] security_protocol = {})",
+            config.kafka.address,
+            config.kafka.security.security_protocol
+        ),
+        Ok(Ok(BrokerCheck::Unreachable(why))) => log::warn!(
+            "Kafka brokers {} not reachable yet ({why}); consuming starts when they are",
+            config.kafka.address
+        ),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => panic!("the broker check panicked: {e}"),
+    }
     let sink_cancel = CancellationToken::new();
     let sink_ctx = Arc::new(SinkContext {
         service,

@@ -2,7 +2,8 @@
 //!
 //! The defaults favour "lose nothing" over latency: idempotent producer with `acks=all`
 //! (no duplicates from producer retries, no loss on leader change), and consumers that
-//! commit only what the caller marks as done.
+//! commit only what the caller marks as done. TLS and SASL (`security_protocol`, `sasl_*`,
+//! `tls_*`, `librdkafka_options`) are `secure_transport::kafka`'s, re-exported here.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -12,6 +13,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::Deserialize;
 
 use crate::readiness::Condition;
+
+pub use secure_transport::kafka::{
+    BrokerCheck, KafkaSecurity, KafkaSecurityError, ResolvedSecurity, STARTUP_CHECK_TIMEOUT,
+    SecurityProtocol, check_brokers,
+};
+pub use secure_transport::kafka_section;
 
 /// A producer that retries without duplicating and waits for all in-sync replicas.
 ///

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`Etcd`] | etcd 3.4 (Debian `etcd-server`) | the collect-config store |
 //! | [`Kafka`] | tansu (Kafka protocol, memory storage) | the log bus |
+//! | [`Kafka::start_tls`] | tansu behind stunnel4 (TLS, optionally mutual) | a broker that needs TLS |
 //! | [`Elasticsearch`] | osmem-server (Elasticsearch/OpenSearch API, in memory) | the search index |
 //! | [`Influx`] | InfluxDB 1.6 (Debian `influxdb`) | the metrics store |
 //! | [`Prometheus`] | Prometheus 2.42 (Debian `prometheus`) | the metrics scraper |
@@ -41,7 +42,7 @@ pub use etcd::{ETCD_ROOT_PASSWORD, ETCD_USER, ETCD_USER_PASSWORD, Etcd, EtcdOpti
 pub use fault_proxy::{Fault, FaultProxy};
 pub use http::{HttpResponse, http_request, scrape_metric, wait_for_status};
 pub use influx::Influx;
-pub use kafka::Kafka;
+pub use kafka::{Kafka, KafkaTls};
 pub use pki::TestPki;
 pub use process::free_port;
 pub use program::{run_check, stderr_summary, table_row, terminate};

@@ -24,7 +24,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use service_kit::check::KafkaMetadata;
-use service_kit::kafka::BrokerReadiness;
+use service_kit::kafka::{BrokerCheck, BrokerReadiness, KafkaSecurity, ResolvedSecurity};
 use service_kit::readiness::Condition;
 
 use super::{DeliveryReports, OwnedMessage, SendError, Sink, SinkError, Undelivered};
@@ -98,6 +98,11 @@ impl ProducerContext for AckContext {
 /// Produces lines to Kafka.
 pub struct KafkaSink {
     producer: ThreadedProducer<AckContext>,
+    /// The producer's settings, for [`KafkaSink::check_brokers`]. Holds the password: never
+    /// print it.
+    config: ClientConfig,
+    /// `[kafka]` TLS and SASL as applied.
+    security: ResolvedSecurity,
     /// Whether the event id also goes out as the header `event.id` (`[kafka] event_id_header`).
     event_id_header: bool,
 }
@@ -105,9 +110,11 @@ pub struct KafkaSink {
 impl KafkaSink {
     /// Creates the producer. Its own queue limits sit above `limit`, so the in-flight limit
     /// (which wakes waiters on each ack) is what pauses reading, not a queue-full error.
-    /// Deliveries that fail are handed to `reports`.
+    /// Deliveries that fail are handed to `reports`. `security` is `[kafka]`'s TLS and SASL.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         brokers: &str,
+        security: &KafkaSecurity,
         compression: &str,
         linger_ms: u64,
         message_max_bytes: usize,
@@ -135,6 +142,7 @@ impl KafkaSink {
             .set("message.max.bytes", message_max_bytes.to_string())
             .set("batch.num.messages", "10000");
         BrokerReadiness::configure(&mut config);
+        let security = security.apply("[kafka]", &mut config)?;
         let context = AckContext {
             metrics,
             reports,
@@ -150,6 +158,8 @@ impl KafkaSink {
                 })?;
         Ok(KafkaSink {
             producer,
+            config,
+            security,
             event_id_header: false,
         })
     }
@@ -170,6 +180,7 @@ impl KafkaSink {
     ) -> Result<Self, SinkError> {
         Ok(Self::new(
             &config.brokers(),
+            &config.security,
             &config.compression,
             config.linger_ms,
             config.message_max_bytes,
@@ -184,6 +195,19 @@ impl KafkaSink {
     /// at most `timeout`.
     pub fn metadata(&self, timeout: Duration) -> Result<KafkaMetadata, KafkaError> {
         KafkaMetadata::fetch(self.producer.client(), timeout)
+    }
+
+    /// Waits up to `timeout` for the brokers to answer, so that a refused TLS handshake or
+    /// SASL login stops the start with an error saying what to check, instead of lines
+    /// waiting for a connection that can never be made. Brokers that are down or silent are
+    /// not an error (lines wait for them, as in an outage).
+    pub fn check_brokers(&self, timeout: Duration) -> Result<BrokerCheck, SinkError> {
+        Ok(service_kit::kafka::check_brokers(
+            &self.config,
+            "[kafka]",
+            &self.security,
+            timeout,
+        )?)
     }
 
     /// Also sends each message's event id as the Kafka header `event.id`.

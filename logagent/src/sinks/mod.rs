@@ -83,6 +83,9 @@ pub enum SinkError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// `[kafka]`'s TLS or SASL keys are wrong, or the brokers refused them at start.
+    #[error(transparent)]
+    Security(#[from] service_kit::kafka::KafkaSecurityError),
     /// Not everything was acknowledged before the timeout.
     #[error(
         "Kafka did not acknowledge {in_flight} messages within {timeout:?}; they are re-sent from the checkpoint on the next start"

@@ -17,6 +17,7 @@ mod open_files;
 mod outage;
 mod readiness;
 mod rotation;
+mod secure_kafka;
 mod secured_etcd;
 mod send_errors;
 mod wakeups;

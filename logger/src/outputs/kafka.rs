@@ -8,7 +8,7 @@
 //! it is back. A message that fails for good (refused by the broker, or past a set
 //! timeout) is counted in `kafka_delivery_errors` and passed to the error callback.
 //! Memory is bounded by the buffer: `buffer_messages` messages, and librdkafka's
-//! `queue.buffering.max.kbytes` (1 GiB unless set in `properties`), whichever is reached
+//! `queue.buffering.max.kbytes` (1 GiB unless set in `librdkafka_options`), whichever is reached
 //! first; past it `on_full` drops or spills, counted.
 //!
 //! The producer is idempotent, and an idempotent producer can fail fatally (a broker's
@@ -16,8 +16,12 @@
 //! message. The output then replaces it with a new producer (counted in
 //! `kafka_producer_replaced`, told to the error callback) and goes on; what the old one
 //! still held is lost and counted as delivery errors.
+//!
+//! TLS and SASL are the platform's Kafka keys (`secure_transport::kafka`). At creation the
+//! output waits (up to 10 s) for the brokers to answer: a refused TLS handshake or SASL login
+//! is an [`InitError`](crate::InitError) saying what to check, while brokers that are down
+//! are not an error (the output buffers until they are back).
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -28,6 +32,9 @@ use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use secure_transport::kafka::{
+    BrokerCheck, KafkaSecurity, KafkaSecurityError, STARTUP_CHECK_TIMEOUT,
+};
 
 use crate::outputs::{KafkaErrorCallback, Output, OutputCounter, OutputCounters, RecordsFailed};
 use crate::record::Record;
@@ -51,8 +58,8 @@ pub struct KafkaSettings {
     pub message_timeout: Option<Duration>,
     /// Fallback file when the queue is full; `None` drops.
     pub spill_path: Option<PathBuf>,
-    /// Extra librdkafka properties, applied last.
-    pub properties: BTreeMap<String, String>,
+    /// TLS, SASL and extra librdkafka properties (`librdkafka_options`, applied last).
+    pub security: KafkaSecurity,
 }
 
 /// Why a Kafka output cannot be made; the builder names the output and the key.
@@ -61,6 +68,9 @@ pub(crate) enum KafkaOutputError {
     /// librdkafka refused the settings.
     #[error("cannot create Kafka producer: {0}")]
     Producer(#[source] KafkaError),
+    /// The TLS or SASL keys are wrong, or the brokers refused them.
+    #[error(transparent)]
+    Security(#[from] KafkaSecurityError),
     /// The spill file (or its directory) cannot be opened.
     #[error("cannot open spill file {path}: {source}")]
     Spill {
@@ -111,8 +121,10 @@ pub struct KafkaOutput {
     spill: Option<File>,
 }
 
-/// librdkafka's settings for `settings`.
-fn client_config(settings: &KafkaSettings) -> ClientConfig {
+/// librdkafka's settings for `settings`. Holds the password: never print it.
+fn client_config(
+    settings: &KafkaSettings,
+) -> Result<(ClientConfig, secure_transport::kafka::ResolvedSecurity), KafkaSecurityError> {
     // 0 is librdkafka's "no limit": a message waits out any outage in the bounded
     // buffer, rather than being discarded after a few minutes.
     let timeout_ms = settings.message_timeout.map_or(0, |t| t.as_millis().max(1));
@@ -126,10 +138,10 @@ fn client_config(settings: &KafkaSettings) -> ClientConfig {
         // Retries after an outage must not duplicate records.
         .set("enable.idempotence", "true")
         .set("linger.ms", "5");
-    for (k, v) in &settings.properties {
-        cc.set(k, v);
-    }
-    cc
+    let security = settings
+        .security
+        .apply(&format!("outputs.{}", settings.name), &mut cc)?;
+    Ok((cc, security))
 }
 
 /// A producer for `settings`; it connects in the background.
@@ -137,26 +149,35 @@ fn producer(
     settings: &KafkaSettings,
     counters: &Arc<OutputCounters>,
     on_error: &Option<KafkaErrorCallback>,
-) -> Result<ThreadedProducer<Ctx>, KafkaError> {
-    let cc = client_config(settings);
+) -> Result<ThreadedProducer<Ctx>, KafkaOutputError> {
+    let (cc, _) = client_config(settings)?;
     let ctx = Ctx {
         name: settings.name.clone(),
         counters: counters.clone(),
         on_error: on_error.clone(),
     };
     cc.create_with_context(ctx)
+        .map_err(KafkaOutputError::Producer)
 }
 
 impl KafkaOutput {
     /// Creates the producer; it connects in the background, so a broker that is down
-    /// now is not an error.
+    /// now is not an error. Brokers that refuse the TLS handshake or the SASL login are.
     pub(crate) fn new(
         settings: KafkaSettings,
         on_error: Option<KafkaErrorCallback>,
     ) -> Result<Self, KafkaOutputError> {
         let counters = Arc::new(OutputCounters::default());
-        let producer =
-            producer(&settings, &counters, &on_error).map_err(KafkaOutputError::Producer)?;
+        let producer = producer(&settings, &counters, &on_error)?;
+        let (config, security) = client_config(&settings)?;
+        let section = format!("outputs.{}", settings.name);
+        // Unreachable brokers are not an error: records wait in the buffer, as in an outage.
+        let _: BrokerCheck = secure_transport::kafka::check_brokers(
+            &config,
+            &section,
+            &security,
+            STARTUP_CHECK_TIMEOUT,
+        )?;
         let spill = match &settings.spill_path {
             Some(p) => {
                 let open = || {

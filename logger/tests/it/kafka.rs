@@ -332,3 +332,126 @@ fn by_default_buffered_records_wait_out_an_outage_of_any_length() {
     assert_eq!(stats.kafka_dropped, 0, "{stats:?}");
     drop(guard);
 }
+
+/// TLS toward a real broker behind a real TLS-terminating proxy (stunnel4), with the keys
+/// read from a TOML file (the same keys as every Kafka client of the platform): records
+/// arrive, and with a client certificate when the proxy requires one.
+#[test]
+fn records_arrive_over_tls_and_mutual_tls_with_the_keys_from_a_file() {
+    let _s = serial();
+    let pki = test_servers::TestPki::generate();
+    for mode in [
+        test_servers::KafkaTls::ServerOnly,
+        test_servers::KafkaTls::Mutual,
+    ] {
+        let kafka = Kafka::start_tls(&pki, mode);
+        kafka.create_topic("logs", 1);
+        let client_cert = if mode == test_servers::KafkaTls::Mutual {
+            format!(
+                "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+                pki.client_cert().display(),
+                pki.client_key().display()
+            )
+        } else {
+            String::new()
+        };
+        let toml = format!(
+            "[outputs.bus]\nkind = \"kafka\"\nformat = \"json\"\nbrokers = \"{}\"\ntopic = \"logs\"\n\
+             security_protocol = \"ssl\"\ntls_ca_file = \"{}\"\n{client_cert}\
+             [outputs.bus.librdkafka_options]\n\"compression.type\" = \"zstd\"\n",
+            kafka.bootstrap_servers(),
+            pki.ca_cert().display()
+        );
+        let config = logger::LoggerConfig::from_str(&toml, logger::ConfigFormat::Toml).unwrap();
+        let guard = Builder::from_config(config).init().unwrap();
+        for i in 0..50 {
+            logger::info!(seq = i; "over tls {i}");
+        }
+        drop(guard);
+        assert_eq!(messages(&kafka, "logs", 50).len(), 50, "{mode:?}");
+    }
+}
+
+/// Installing the logger fails with an error naming the output, the brokers, the protocol
+/// and what to check, for each way a secured connection is refused.
+#[test]
+fn a_refused_tls_or_sasl_connection_is_an_init_error() {
+    let _s = serial();
+    let pki = test_servers::TestPki::generate();
+    let init_error = |brokers: &str, keys: &str| {
+        let toml = format!(
+            "[outputs.bus]\nkind = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"logs\"\n{keys}"
+        );
+        let config = logger::LoggerConfig::from_str(&toml, logger::ConfigFormat::Toml).unwrap();
+        match Builder::from_config(config).init() {
+            Ok(_) => panic!("the logger was installed with {keys}"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let assert_names = |error: &str, parts: &[&str]| {
+        for part in parts {
+            assert!(error.contains(part), "{part:?} not in: {error}");
+        }
+    };
+
+    let untrusted = Kafka::start_tls(&pki, test_servers::KafkaTls::Untrusted);
+    let error = init_error(
+        &untrusted.bootstrap_servers(),
+        &format!(
+            "security_protocol = \"ssl\"\ntls_ca_file = \"{}\"\n",
+            pki.ca_cert().display()
+        ),
+    );
+    assert_names(
+        &error,
+        &[
+            "output `bus`",
+            &untrusted.bootstrap_servers(),
+            "outputs.bus security_protocol = ssl",
+            "certificate verify failed",
+            "outputs.bus tls_ca_file",
+        ],
+    );
+
+    let tls = Kafka::start_tls(&pki, test_servers::KafkaTls::ServerOnly);
+    let error = init_error(&tls.bootstrap_servers(), "");
+    assert_names(
+        &error,
+        &[
+            &tls.bootstrap_servers(),
+            "security_protocol = plaintext",
+            "security_protocol matches",
+        ],
+    );
+
+    // The most real SASL test here: the test broker has no SASL.
+    let plain = Kafka::start();
+    let error = init_error(
+        &plain.bootstrap_servers(),
+        "security_protocol = \"sasl_plaintext\"\nsasl_username = \"app\"\nsasl_password = \"pw-never-shown-44\"\n",
+    );
+    assert_names(
+        &error,
+        &[
+            &plain.bootstrap_servers(),
+            "security_protocol = sasl_plaintext",
+            "sasl_password",
+        ],
+    );
+    assert!(!error.contains("pw-never-shown-44"), "{error}");
+}
+
+/// Kafka keys on an output that is not Kafka are refused by name.
+#[test]
+fn kafka_security_keys_on_a_console_output_are_refused() {
+    let config = logger::LoggerConfig::from_str(
+        "[outputs.c]\nkind = \"console\"\nsecurity_protocol = \"ssl\"\n",
+        logger::ConfigFormat::Toml,
+    )
+    .unwrap();
+    let error = Builder::from_config(config).init().unwrap_err().to_string();
+    assert!(
+        error.contains("outputs.c.security_protocol") && error.contains("only applies to kafka"),
+        "{error}"
+    );
+}

@@ -22,16 +22,25 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{Value, json};
 use service_kit::backoff::Backoff;
+use service_kit::kafka::{KafkaSecurity, KafkaSecurityError};
 use tokio_util::sync::CancellationToken;
 
 use super::{DeadLetters, Letter};
 
 /// The producer could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot create the dead-letter producer for brokers {brokers:?}: {source}")]
-pub struct DeadLetterError {
-    brokers: String,
-    source: Box<rdkafka::error::KafkaError>,
+pub enum DeadLetterError {
+    /// librdkafka refused the settings.
+    #[error("cannot create the dead-letter producer for brokers {brokers:?}: {source}")]
+    Create {
+        /// `[kafka] address`.
+        brokers: String,
+        /// The cause.
+        source: Box<rdkafka::error::KafkaError>,
+    },
+    /// `[kafka]`'s TLS or SASL keys are wrong.
+    #[error(transparent)]
+    Security(#[from] KafkaSecurityError),
 }
 
 /// Sends dead letters.
@@ -40,6 +49,8 @@ pub struct DeadLetter {
     /// the same one fail replace it once).
     producer: parking_lot::Mutex<(u64, FutureProducer)>,
     brokers: String,
+    /// `[kafka]` TLS and SASL, for the replacement producers too.
+    security: KafkaSecurity,
     topic: String,
     /// The producer's `message.max.bytes`: letters are cut to fit.
     max_bytes: usize,
@@ -63,34 +74,44 @@ impl std::fmt::Debug for DeadLetter {
 }
 
 impl DeadLetter {
-    /// A producer on `brokers` writing to `topic`.
-    pub fn new(brokers: &str, topic: &str) -> Result<Self, DeadLetterError> {
-        Self::with_max_message_bytes(brokers, topic, DEFAULT_MAX_MESSAGE_BYTES)
+    /// A producer on `brokers` (with `[kafka]`'s TLS and SASL, `security`) writing to `topic`.
+    pub fn new(
+        brokers: &str,
+        security: &KafkaSecurity,
+        topic: &str,
+    ) -> Result<Self, DeadLetterError> {
+        Self::with_max_message_bytes(brokers, security, topic, DEFAULT_MAX_MESSAGE_BYTES)
     }
 
     /// [`new`](Self::new) with the producer's `message.max.bytes` set to `max_bytes`.
     pub fn with_max_message_bytes(
         brokers: &str,
+        security: &KafkaSecurity,
         topic: &str,
         max_bytes: usize,
     ) -> Result<Self, DeadLetterError> {
         let max_bytes = max_bytes.max(MIN_LETTER_BYTES);
         Ok(Self {
-            producer: parking_lot::Mutex::new((0, Self::producer(brokers, max_bytes)?)),
+            producer: parking_lot::Mutex::new((0, Self::producer(brokers, security, max_bytes)?)),
             brokers: brokers.to_owned(),
+            security: security.clone(),
             topic: topic.to_owned(),
             max_bytes,
         })
     }
 
-    fn producer(brokers: &str, max_bytes: usize) -> Result<FutureProducer, DeadLetterError> {
-        service_kit::kafka::producer_config(brokers)
-            .set("message.max.bytes", max_bytes.to_string())
-            .create()
-            .map_err(|source| DeadLetterError {
-                brokers: brokers.to_owned(),
-                source: Box::new(source),
-            })
+    fn producer(
+        brokers: &str,
+        security: &KafkaSecurity,
+        max_bytes: usize,
+    ) -> Result<FutureProducer, DeadLetterError> {
+        let mut config = service_kit::kafka::producer_config(brokers);
+        config.set("message.max.bytes", max_bytes.to_string());
+        security.apply("[kafka]", &mut config)?;
+        config.create().map_err(|source| DeadLetterError::Create {
+            brokers: brokers.to_owned(),
+            source: Box::new(source),
+        })
     }
 
     /// Replaces producer number `generation` if it failed fatally.
@@ -102,7 +123,7 @@ impl DeadLetter {
         if current.0 != generation {
             return;
         }
-        match Self::producer(&self.brokers, self.max_bytes) {
+        match Self::producer(&self.brokers, &self.security, self.max_bytes) {
             Ok(fresh) => {
                 log::warn!(
                     "dead-letter topic {}: the producer failed for good ({reason}); replaced by \
@@ -335,8 +356,13 @@ mod tests {
 
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("dlq", 1, 1).unwrap();
-        let dead_letter =
-            DeadLetter::with_max_message_bytes(&cluster.bootstrap_servers(), "dlq", 8_192).unwrap();
+        let dead_letter = DeadLetter::with_max_message_bytes(
+            &cluster.bootstrap_servers(),
+            &KafkaSecurity::default(),
+            "dlq",
+            8_192,
+        )
+        .unwrap();
         let source = serde_json::to_vec(&json!({"message": "ü\"x".repeat(20_000)})).unwrap();
         send_within_20s(&dead_letter, &source).await;
 
@@ -376,7 +402,12 @@ mod tests {
     async fn a_letter_over_the_default_message_limit_is_acknowledged() {
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("dlq", 1, 1).unwrap();
-        let dead_letter = DeadLetter::new(&cluster.bootstrap_servers(), "dlq").unwrap();
+        let dead_letter = DeadLetter::new(
+            &cluster.bootstrap_servers(),
+            &KafkaSecurity::default(),
+            "dlq",
+        )
+        .unwrap();
         let source = serde_json::to_vec(&json!({"message": "x".repeat(1_500_000)})).unwrap();
         send_within_20s(&dead_letter, &source).await;
     }
@@ -387,7 +418,12 @@ mod tests {
     async fn a_fatally_failed_producer_is_replaced_and_the_letter_still_sent() {
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("dlq", 1, 1).unwrap();
-        let dead_letter = DeadLetter::new(&cluster.bootstrap_servers(), "dlq").unwrap();
+        let dead_letter = DeadLetter::new(
+            &cluster.bootstrap_servers(),
+            &KafkaSecurity::default(),
+            "dlq",
+        )
+        .unwrap();
         let cancel = CancellationToken::new();
         let key = coordinates();
         let letter = mapping_error(&key, br#"{"message":"x"}"#);

@@ -15,7 +15,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
-use service_kit::kafka::BrokerReadiness;
+use service_kit::kafka::{BrokerCheck, BrokerReadiness, ResolvedSecurity};
 use service_kit::readiness::Condition;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -52,6 +52,9 @@ pub enum SourceError {
         /// The cause.
         source: Box<rdkafka::error::KafkaError>,
     },
+    /// `[kafka]`'s TLS or SASL keys are wrong, or the brokers refused them at start.
+    #[error(transparent)]
+    Security(#[from] service_kit::kafka::KafkaSecurityError),
     /// Subscribing failed.
     #[error("cannot subscribe to topics {topics:?}: {source} (check `[kafka] topics`)")]
     Subscribe {
@@ -145,11 +148,32 @@ impl ConsumerContext for TrackingContext {
 
 type TransferConsumer = StreamConsumer<TrackingContext>;
 
-/// Creates the group consumer (not yet subscribed).
+/// Checks at start that the brokers accept `[kafka]`'s TLS and SASL
+/// ([`KafkaSource::broker_checker`]).
+pub struct BrokerChecker {
+    /// The consumer's settings. Holds the password: never print it.
+    config: ClientConfig,
+    security: ResolvedSecurity,
+}
+
+impl BrokerChecker {
+    /// Waits up to `timeout` for the brokers: a refused TLS handshake or SASL login is an
+    /// error saying what to check; brokers down or silent are not (consuming waits).
+    pub fn check(&self, timeout: Duration) -> Result<BrokerCheck, SourceError> {
+        Ok(service_kit::kafka::check_brokers(
+            &self.config,
+            "[kafka]",
+            &self.security,
+            timeout,
+        )?)
+    }
+}
+
+/// Creates the group consumer (not yet subscribed), and the checker of its settings.
 fn create_consumer(
     config: &KafkaConfig,
     tracker: Arc<OffsetTracker>,
-) -> Result<TransferConsumer, SourceError> {
+) -> Result<(TransferConsumer, BrokerChecker), SourceError> {
     let mut cc = service_kit::kafka::consumer_config(&config.address, &config.group_id);
     cc.set("session.timeout.ms", config.session_timeout_ms.to_string())
         .set(
@@ -163,17 +187,26 @@ fn create_consumer(
         .set("enable.partition.eof", "false");
     BrokerReadiness::configure(&mut cc);
     fetch_settings(&mut cc, config);
-    cc.create_with_context(TrackingContext {
-        tracker,
-        paused: AtomicBool::new(false),
-        holds: PartitionHolds::default(),
-        readiness: BrokerReadiness::default(),
-    })
-    .map_err(|source| SourceError::Create {
-        brokers: config.address.clone(),
-        group: config.group_id.clone(),
-        source: Box::new(source),
-    })
+    let security = config.security.apply("[kafka]", &mut cc)?;
+    let consumer = cc
+        .create_with_context(TrackingContext {
+            tracker,
+            paused: AtomicBool::new(false),
+            holds: PartitionHolds::default(),
+            readiness: BrokerReadiness::default(),
+        })
+        .map_err(|source| SourceError::Create {
+            brokers: config.address.clone(),
+            group: config.group_id.clone(),
+            source: Box::new(source),
+        })?;
+    Ok((
+        consumer,
+        BrokerChecker {
+            config: cc,
+            security,
+        },
+    ))
 }
 
 /// How the consumer fetches: what decides how soon a produced record reaches the sink
@@ -231,6 +264,7 @@ fn set_paused(consumer: &TransferConsumer, pause: bool) {
 /// the acknowledgement window says is settled.
 pub struct KafkaSource {
     consumer: Arc<TransferConsumer>,
+    checker: Arc<BrokerChecker>,
     tracker: Arc<OffsetTracker>,
     metrics: Metrics,
     commit_interval: Duration,
@@ -246,14 +280,21 @@ impl KafkaSource {
         tracker: Arc<OffsetTracker>,
         metrics: Metrics,
     ) -> Result<Self, SourceError> {
+        let (consumer, checker) = create_consumer(config, tracker.clone())?;
         Ok(Self {
-            consumer: Arc::new(create_consumer(config, tracker.clone())?),
+            consumer: Arc::new(consumer),
+            checker: Arc::new(checker),
             tracker,
             metrics,
             commit_interval: Duration::from_millis(config.commit_interval_ms.max(10)),
             group: config.group_id.clone(),
             max_pending_per_partition: config.max_pending_per_partition.max(1),
         })
+    }
+
+    /// What checks at start that the brokers accept the consumer's TLS and SASL.
+    pub fn broker_checker(&self) -> Arc<BrokerChecker> {
+        Arc::clone(&self.checker)
     }
 
     /// Sets `readiness` (`/ready`'s `kafka` condition) from the consumer's broker states.
@@ -500,7 +541,7 @@ mod tests {
             session_timeout_ms: 6_000,
             ..KafkaConfig::default()
         };
-        let consumer = create_consumer(&config, Arc::new(OffsetTracker::default())).unwrap();
+        let (consumer, _) = create_consumer(&config, Arc::new(OffsetTracker::default())).unwrap();
         let topics = vec!["paused".to_owned()];
         subscribe(&consumer, &topics).unwrap();
         // Polls (serving the group protocol) until `done` holds for the consumer and the
@@ -568,7 +609,7 @@ mod tests {
             ..KafkaConfig::default()
         };
         let tracker = Arc::new(OffsetTracker::default());
-        let consumer = create_consumer(&config, tracker.clone()).unwrap();
+        let (consumer, _) = create_consumer(&config, tracker.clone()).unwrap();
         subscribe(&consumer, &["held".to_owned()]).unwrap();
         // Reads (registering in the tracker) until `done` holds for the partitions' counts
         // of records read since the call.

@@ -24,4 +24,5 @@ mod kibana_objects;
 mod observability;
 mod pipeline;
 mod readiness;
+mod secure_kafka;
 mod stuck_record;

@@ -40,16 +40,23 @@ where
     Fut: Future<Output = ()>,
 {
     let brokers = kafka.bootstrap_servers();
+    // Behind TLS, the harness' CA (and client certificate).
+    let harness: Vec<(String, String)> = kafka
+        .client_config()
+        .config_map()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
-            let producer: FutureProducer = service_kit::kafka::producer_config(&brokers)
-                .set("message.timeout.ms", "60000")
-                .create()
-                .unwrap();
+            let mut config = service_kit::kafka::producer_config(&brokers);
+            config.extend(harness);
+            let producer: FutureProducer =
+                config.set("message.timeout.ms", "60000").create().unwrap();
             send(producer).await;
         });
     })
