@@ -50,7 +50,7 @@ impl Secret {
             (false, false) => Ok(inline.clone()),
             (true, false) => Ok(Secret::default()),
             (true, true) => {
-                let text = std::fs::read_to_string(file).map_err(|source| SecretError::File {
+                let text = read_secret_file(file).map_err(|source| SecretError::File {
                     key: key.to_owned(),
                     path: file.to_owned(),
                     source,
@@ -66,6 +66,40 @@ impl Secret {
             }
         }
     }
+}
+
+/// Largest secret file read: passwords, keys and tokens are short; a path naming a log or a
+/// device by mistake must not be read into memory.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a secret file that is a regular file (a symlink to one, as Kubernetes mounts
+/// secrets, is fine) of at most [`MAX_SECRET_FILE_BYTES`]. Opened non-blocking and checked
+/// on the opened descriptor, so a FIFO or a device named by mistake is an error at start,
+/// not a start that hangs or reads forever.
+fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_SECRET_FILE_BYTES} bytes"),
+        ));
+    }
+    Ok(text)
 }
 
 impl fmt::Debug for Secret {
@@ -182,5 +216,35 @@ mod tests {
         let secret =
             Secret::from_value_or_file("password", &Secret::default(), Path::new("")).unwrap();
         assert!(secret.is_empty());
+    }
+    #[test]
+    fn a_fifo_a_device_or_a_huge_file_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        for path in [fifo.as_path(), Path::new("/dev/zero")] {
+            let error = Secret::from_value_or_file("password", &Secret::default(), path)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("not a regular file"), "{error}");
+        }
+        let huge = dir.path().join("huge");
+        std::fs::write(&huge, vec![b'a'; 100 * 1024]).unwrap();
+        let error = Secret::from_value_or_file("password", &Secret::default(), &huge)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("larger than"), "{error}");
+    }
+
+    #[test]
+    fn a_symlink_to_a_secret_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let secret = Secret::from_value_or_file("password", &Secret::default(), &link).unwrap();
+        assert_eq!(secret.expose(), "s3cret");
     }
 }
